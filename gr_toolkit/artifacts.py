@@ -1,0 +1,116 @@
+"""Artifacts are directories: ``manifest.json`` plus array files (``.npy``), written atomically.
+
+A writer fills a temporary sibling directory and renames it into place only when everything is
+written, so a crash or a bad input never leaves a half-written index behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MANIFEST = "manifest.json"
+
+
+class ArtifactError(ValueError):
+    """A saved artifact is missing, corrupt, or does not match what it is loaded with."""
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory that replaces ``target`` only if the block succeeds."""
+    target = Path(target)
+    if target.exists() and not overwrite:
+        if any(target.iterdir()):
+            raise ArtifactError(f"{target} already exists and is not empty (pass overwrite=True / --overwrite)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_arrays(directory: Path, arrays: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    """Save each array as ``<name>.npy``; return a manifest entry per array (shape, dtype, sha256)."""
+    entries = {}
+    for name, arr in arrays.items():
+        arr = np.ascontiguousarray(arr)
+        if arr.dtype == object:
+            raise ArtifactError(f"array {name!r} has dtype object; artifacts hold numeric arrays only")
+        path = directory / f"{name}.npy"
+        np.save(path, arr, allow_pickle=False)
+        entries[name] = {"file": path.name, "shape": list(arr.shape), "dtype": str(arr.dtype), "sha256": _sha256(path)}
+    return entries
+
+
+def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    directory = Path(directory)
+    path = directory / MANIFEST
+    if not path.exists():
+        raise ArtifactError(f"{directory} is not a gr-toolkit artifact: {MANIFEST} is missing")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ArtifactError(f"{path} is not valid JSON: {e}") from None
+
+
+def read_arrays(directory: str | Path, entries: dict[str, dict[str, Any]], verify: bool = True) -> dict[str, np.ndarray]:
+    """Load the arrays a manifest lists, checking presence, checksum, shape and dtype."""
+    directory = Path(directory)
+    out = {}
+    for name, meta in entries.items():
+        path = directory / meta["file"]
+        if not path.exists():
+            raise ArtifactError(f"{directory}: array file {meta['file']} listed in the manifest is missing")
+        if verify and meta.get("sha256") and _sha256(path) != meta["sha256"]:
+            raise ArtifactError(f"{path}: checksum mismatch (file corrupt or modified)")
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except ValueError as e:
+            raise ArtifactError(f"{path}: cannot be read as a numpy array: {e}") from None
+        if list(arr.shape) != list(meta["shape"]) or str(arr.dtype) != meta["dtype"]:
+            raise ArtifactError(
+                f"{path}: expected shape {meta['shape']} dtype {meta['dtype']}, found {list(arr.shape)} {arr.dtype}"
+            )
+        out[name] = arr
+    return out
+
+
+def fingerprint_strings(values: list[str]) -> str:
+    """A stable fingerprint of an ordered list of strings (e.g. a catalog's external ids)."""
+    h = hashlib.sha256()
+    for v in values:
+        h.update(v.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()[:16]
