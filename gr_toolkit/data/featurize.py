@@ -1,0 +1,175 @@
+"""Turn examples' sources into encoder input (``SourceBatch``).
+
+- ``history`` sources: tokens are the internal item ids of the last ``max_history`` items, oldest
+  first; ``vocab_size`` = number of catalog items.
+- ``query`` sources: a sentencepiece tokenizer trained on the training queries plus the catalog
+  titles (so title words are pieces even when no training query used them); ``max_query_len``
+  tokens; ``vocab_size`` = the tokenizer's (its ids 0..3 are pad/unk/bos/eos).
+
+Layout (both kinds): real tokens are left-aligned and padding sits on the right; padded positions
+hold token 0 with ``mask`` False. Token 0 is also a real item id for histories, so models must use
+the mask, never the token value, to tell padding apart.
+
+Saved as a directory: ``manifest.json`` (+ ``tokenizer.model`` for queries); no pickles.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gr_toolkit.artifacts import ArtifactError, atomic_dir
+from gr_toolkit.data.types import DataError, Dataset, Examples
+from gr_toolkit.models.base import SourceBatch
+from gr_toolkit.text.tokenizer import SentencePieceTokenizer
+
+FEATURIZER_VERSION = 1
+
+
+@dataclass
+class FeaturizerConfig:
+    max_history: int = 20
+    max_query_len: int = 32
+    vocab_size: int = 8000
+    title_field: str = "title"
+    seed: int = 0
+
+
+class SourceFeaturizer:
+    """Fit on a ``Dataset`` (training split only), then ``batch(examples, idx)`` gives tensors."""
+
+    def __init__(self, config: FeaturizerConfig | None = None, **overrides) -> None:
+        self.config = config or FeaturizerConfig()
+        for k, v in overrides.items():
+            if not hasattr(self.config, k):
+                raise TypeError(f"unknown featurizer option {k!r}; options: {', '.join(asdict(self.config))}")
+            setattr(self.config, k, v)
+        self.kind: str | None = None
+        self.n_items: int | None = None
+        self.catalog_fingerprint: str | None = None
+        self.tokenizer: SentencePieceTokenizer | None = None
+        self.notes: list[str] = []
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, dataset: Dataset) -> SourceFeaturizer:
+        self.kind = dataset.kind
+        self.n_items = len(dataset.catalog)
+        self.catalog_fingerprint = dataset.catalog.fingerprint()
+        if self.kind == "query":
+            # Train split only: validation/test queries must not shape the vocabulary.
+            texts = list(dataset.train.queries or [])
+            if self.config.title_field in dataset.catalog.fields:
+                texts += dataset.catalog.text(self.config.title_field)
+            self.tokenizer = SentencePieceTokenizer.train(texts, vocab_size=self.config.vocab_size,
+                                                          seed=self.config.seed)
+            self.notes = list(self.tokenizer.notes)
+        return self
+
+    @property
+    def vocab_size(self) -> int:
+        self._check_fitted()
+        if self.kind == "history":
+            return int(self.n_items)
+        return self.tokenizer.vocab_size  # type: ignore[union-attr]
+
+    @property
+    def pad_id(self) -> int:
+        return 0
+
+    def _check_fitted(self) -> None:
+        if self.kind is None:
+            raise RuntimeError("SourceFeaturizer is not fitted: call fit(dataset) or SourceFeaturizer.load(dir)")
+
+    # ------------------------------------------------------------------ encoding
+    def encode(self, examples: Examples, idx: np.ndarray | list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(tokens [B, T] int64, mask [B, T] bool)`` as numpy arrays for the chosen examples."""
+        self._check_fitted()
+        if examples.kind != self.kind:
+            raise DataError(f"featurizer was fitted for {self.kind!r} sources, got {examples.kind!r} examples")
+        idx = np.arange(len(examples)) if idx is None else np.asarray(idx, dtype=np.int64)
+        if self.kind == "query":
+            texts = [examples.queries[i] for i in idx]  # type: ignore[index]
+            return self.tokenizer.encode_batch(texts, self.config.max_query_len)  # type: ignore[union-attr]
+        return self._encode_histories([examples.histories[i] for i in idx])  # type: ignore[index]
+
+    def _encode_histories(self, hists: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        m = self.config.max_history
+        lens = np.fromiter((min(len(h), m) for h in hists), dtype=np.int64, count=len(hists))
+        width = max(1, int(lens.max(initial=0)))
+        tokens = np.zeros((len(hists), width), dtype=np.int64)
+        mask = np.arange(width)[None, :] < lens[:, None]
+        if lens.sum():
+            flat = np.concatenate([np.asarray(h, dtype=np.int64)[len(h) - n:] for h, n in zip(hists, lens, strict=True)])
+            if flat.min() < 0 or flat.max() >= self.n_items:
+                bad = int(flat[(flat < 0) | (flat >= self.n_items)][0])
+                raise DataError(f"history item id {bad} outside the catalog of {self.n_items} items")
+            tokens[mask] = flat
+        return tokens, mask
+
+    def batch(self, examples: Examples, idx: np.ndarray | list[int] | None = None) -> SourceBatch:
+        tokens, mask = self.encode(examples, idx)
+        return SourceBatch(torch.from_numpy(tokens), torch.from_numpy(mask), self.kind)  # type: ignore[arg-type]
+
+    def encode_text(self, queries: list[str]) -> SourceBatch:
+        """Encode raw query strings (for ``gr-toolkit search``)."""
+        self._check_fitted()
+        if self.kind != "query":
+            raise DataError("this featurizer encodes item histories, not query text")
+        tokens, mask = self.tokenizer.encode_batch(queries, self.config.max_query_len)  # type: ignore[union-attr]
+        return SourceBatch(torch.from_numpy(tokens), torch.from_numpy(mask), "query")
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | Path, overwrite: bool = False) -> Path:
+        self._check_fitted()
+        directory = Path(directory)
+        with atomic_dir(directory, overwrite=overwrite) as tmp:
+            manifest = {
+                "artifact": "source-featurizer",
+                "version": FEATURIZER_VERSION,
+                "kind": self.kind,
+                "n_items": self.n_items,
+                "catalog_fingerprint": self.catalog_fingerprint,
+                "config": asdict(self.config),
+                "notes": self.notes,
+            }
+            if self.tokenizer is not None:
+                self.tokenizer.save(tmp / "tokenizer.model")
+                manifest["tokenizer"] = "tokenizer.model"
+                manifest["tokenizer_vocab_size"] = self.tokenizer.vocab_size
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, catalog=None) -> SourceFeaturizer:
+        """Load a saved featurizer; with ``catalog``, check it is the catalog it was fitted on."""
+        directory = Path(directory)
+        path = directory / "manifest.json"
+        if not path.exists():
+            raise ArtifactError(f"{directory} is not a featurizer directory (no manifest.json)")
+        try:
+            man = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ArtifactError(f"{path} is not valid JSON: {e}") from e
+        if man.get("artifact") != "source-featurizer":
+            raise ArtifactError(f"{path} describes {man.get('artifact')!r}, not a source-featurizer")
+        if man.get("version") != FEATURIZER_VERSION:
+            raise ArtifactError(f"{path}: featurizer version {man.get('version')} (this code reads {FEATURIZER_VERSION})")
+        fz = cls(FeaturizerConfig(**man["config"]))
+        fz.kind = man["kind"]
+        fz.n_items = int(man["n_items"])
+        fz.catalog_fingerprint = man.get("catalog_fingerprint")
+        fz.notes = list(man.get("notes", []))
+        if fz.kind == "query":
+            fz.tokenizer = SentencePieceTokenizer.load(directory / man["tokenizer"])
+            if fz.tokenizer.vocab_size != man.get("tokenizer_vocab_size"):
+                raise ArtifactError(f"{directory}: tokenizer.model does not match the manifest's vocabulary size")
+        if catalog is not None and fz.catalog_fingerprint != catalog.fingerprint():
+            raise ArtifactError(
+                f"{directory}: featurizer was fitted on a different catalog (fingerprint "
+                f"{fz.catalog_fingerprint} vs {catalog.fingerprint()})"
+            )
+        return fz

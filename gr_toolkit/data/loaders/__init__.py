@@ -1,0 +1,88 @@
+"""Dataset loaders by name: ``load_dataset("beauty")``, ``load_dataset("esci:/path/to/dir")``.
+
+Every loader is a function ``(data_dir: Path | None, seed: int, **opts) -> Dataset`` registered in
+``DATASETS``. Names with a colon (``esci:PATH``, ``jsonl:PATH``) pass the path after the colon as
+``path=``. Real-data loaders read below ``gr_toolkit.paths.data_dir(data_dir)`` (``--data-dir``,
+then ``$GR_DATA_DIR``, then ``../shared/data``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+
+from gr_toolkit.data.types import DataError, Dataset
+from gr_toolkit.paths import data_dir as resolve_data_dir
+from gr_toolkit.registry import Registry
+
+Loader = Callable[..., Dataset]
+DATASETS: Registry[Loader] = Registry("dataset")
+
+# Names whose loader takes a user path after a colon.
+PATH_DATASETS = ("esci", "jsonl")
+# Module that registers each name (imported lazily so `import gr_toolkit.data.loaders` stays cheap).
+_MODULES = {
+    "synthetic": "gr_toolkit.data.loaders.builtin",
+    "synthetic-seq": "gr_toolkit.data.loaders.builtin",
+    "homedepot": "gr_toolkit.data.loaders.homedepot",
+    "bestbuy": "gr_toolkit.data.loaders.bestbuy",
+    "beauty": "gr_toolkit.data.loaders.amazon",
+    "games": "gr_toolkit.data.loaders.amazon",
+    "scientific": "gr_toolkit.data.loaders.amazon",
+    "esci": "gr_toolkit.data.loaders.esci",
+    "jsonl": "gr_toolkit.data.loaders.jsonl",
+}
+# Sub-folder of the data dir per real dataset (for messages and `real_data` checks).
+DATA_SUBDIRS = {
+    "homedepot": "homedepot",
+    "bestbuy": "bestbuy_xbox",
+    "beauty": "amazon_beauty",
+    "games": "amazon_games",
+    "scientific": "amazon_scientific",
+}
+
+
+def dataset_names() -> list[str]:
+    """Every accepted name (path datasets shown as ``esci:PATH`` / ``jsonl:PATH``)."""
+    return [n for n in _MODULES if n not in PATH_DATASETS] + [f"{n}:PATH" for n in PATH_DATASETS]
+
+
+def _ensure_registered(base: str) -> None:
+    if base in DATASETS:
+        return
+    mod = _MODULES.get(base)
+    if mod is None:
+        raise DataError(f"unknown dataset {base!r}; valid names: {', '.join(dataset_names())}")
+    importlib.import_module(mod)
+
+
+def load_dataset(name: str, data_dir: str | Path | None = None, seed: int = 0, **opts) -> Dataset:
+    """Load a dataset by name. ``opts`` are loader options (e.g. ``max_history=50``,
+    ``positive_threshold=2.5``); unknown options raise a ``TypeError`` naming them."""
+    base, sep, path = name.partition(":")
+    if base in PATH_DATASETS:
+        if not sep or not path:
+            raise DataError(f"dataset {base!r} needs a path: use '{base}:/path/to/files'")
+        opts["path"] = path
+    elif sep:
+        raise DataError(f"dataset {name!r}: only {', '.join(PATH_DATASETS)} take a ':PATH' suffix")
+    _ensure_registered(base)
+    loader = DATASETS.get(base)
+    return loader(data_dir=data_dir, seed=seed, **opts)
+
+
+def dataset_dir(name: str, data_dir: str | Path | None) -> Path:
+    """The folder a real dataset is read from; a clear error when it is missing."""
+    root = resolve_data_dir(data_dir)
+    sub = root / DATA_SUBDIRS[name]
+    if not sub.is_dir():
+        how = "--data-dir DIR" if data_dir else "--data-dir DIR or the GR_DATA_DIR environment variable"
+        raise DataError(
+            f"data for {name!r} not found: tried {sub} (data dir {root}); set {how} to the folder that "
+            f"holds {DATA_SUBDIRS[name]}/"
+        )
+    return sub
+
+
+__all__ = ["DATASETS", "DataError", "dataset_dir", "dataset_names", "load_dataset"]
