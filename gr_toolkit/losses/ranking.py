@@ -93,6 +93,16 @@ class PrefixSampler:
         return self.order[q], valid
 
 
+def pairwise_margin_loss(score: torch.Tensor, num: torch.Tensor, ok: torch.Tensor, beta: float) -> torch.Tensor:
+    """Eq. 8 for ``score, num, ok [B, M]``: over ordered pairs (a, c) with ``num[a] > num[c]`` (a shares
+    more prefix with ``y+``) and both valid, ``max(0, score[c] - score[a] + beta * (num[a] - num[c]))``;
+    summed over pairs, averaged over the batch."""
+    gap = num.unsqueeze(2) - num.unsqueeze(1)  # [B, a, c] = num[a] - num[c]
+    use = (gap > 0) & ok.unsqueeze(2) & ok.unsqueeze(1)
+    hinge = (score.unsqueeze(1) - score.unsqueeze(2) + beta * gap).clamp_min(0)
+    return (hinge * use).sum() / score.shape[0]
+
+
 @LOSSES.register("rank")
 class RankingLoss(nn.Module):
     """SEATER ranking loss; holds the bilinear similarity matrix ``W`` (``hidden_size``^2)."""
@@ -145,8 +155,4 @@ class RankingLoss(nn.Module):
         zx = ctx.model.pool_memory(ctx.memory, ctx.batch)
         score = self.similarity(zx, zy)  # [B, 1+N]
 
-        # Ordered pairs (hi, lo) with num[hi] > num[lo]: hinge on s(lo) - s(hi) + beta * (num[hi] - num[lo]).
-        gap = num.unsqueeze(2) - num.unsqueeze(1)  # [B, a, c] = num[a] - num[c]
-        use = (gap > 0) & ok.unsqueeze(2) & ok.unsqueeze(1)
-        hinge = (score.unsqueeze(1) - score.unsqueeze(2) + self.beta * gap).clamp_min(0)
-        return (hinge * use).sum() / b
+        return pairwise_margin_loss(score, num, ok, self.beta)
