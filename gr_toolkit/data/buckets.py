@@ -14,9 +14,10 @@ Proxies, for data without traffic (the name is carried in ``Dataset.bucketing`` 
   never a training target) are tail. An example takes the most popular bucket among its targets.
   Default for the sequence datasets.
 - ``proxy:query-length``: short queries are the broad head of a search log, long ones its specific
-  tail. Query lengths (words) are ranked shortest first by their share of training queries and cut at
-  the same 50% / 80% lines; a whole length goes to the bucket its first query falls in (a length is
-  never split). Default for Home Depot (works for queries never seen in training).
+  tail. Query lengths (words, then characters to break ties) are ranked shortest first by their share
+  of training queries and cut at the same 50% / 80% lines; all queries of one length go to the bucket
+  its first query falls in (a length is never split, so shares are close to but not exactly 50/30/20).
+  Default for Home Depot (works for queries never seen in training).
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ def _ranked_buckets(traffic: pd.Series, head_share: float, torso_share: float) -
     total = v.sum()
     before = (np.cumsum(v) - v) / total if total > 0 else np.zeros_like(v)
     return pd.Series(_cut(before, head_share, torso_share), index=traffic.index)
+
+
+def _length_key(queries: list[str]) -> np.ndarray:
+    """Sort key of a query's length: words first, characters break ties (finer cut points)."""
+    return np.array([len(q.split()) * 10_000 + min(len(q), 9_999) for q in queries], dtype=np.int64)
 
 
 def _item_popularity(dataset: Dataset) -> np.ndarray:
@@ -97,12 +103,12 @@ def assign_buckets(
     if scheme == "proxy:query-length":
         if examples.kind != "query":
             raise DataError("proxy:query-length needs query examples")
-        train_len = np.array([len(q.split()) for q in dataset.train.queries], dtype=np.int64)
+        train_len = _length_key(dataset.train.queries)
         w = np.asarray(dataset.train.weights, dtype=np.float64)
         per_len = pd.Series(w).groupby(train_len).sum().sort_index()
         before = (per_len.cumsum() - per_len) / per_len.sum()
         len_bucket = pd.Series(_cut(before.to_numpy(), head_share, torso_share), index=per_len.index)
-        ex_len = np.array([len(q.split()) for q in examples.queries], dtype=np.int64)
+        ex_len = _length_key(examples.queries)
         # Lengths unseen in training: shorter than all -> head, otherwise the bucket of the next
         # shorter seen length (longer queries are never more "head" than shorter ones).
         seen = per_len.index.to_numpy()
