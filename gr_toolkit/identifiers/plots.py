@@ -1,0 +1,52 @@
+"""Rank-frequency plots of per-level token usage (one panel per level, one line per stage), as a PNG.
+
+Sorted counts on a log y-axis make the sand-glass visible at a glance: a concentrated level drops
+steeply after its first few ranks, an even one stays flat.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def plot_rank_frequency(stages: dict[str, list[np.ndarray]], path: str | Path, title: str = "") -> Path:
+    """``stages[label][level]`` = items per codebook entry. Writes one PNG with a panel per level."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    if not stages:
+        raise ValueError("nothing to plot: no stages")
+    n_levels = max(len(v) for v in stages.values())
+    fig, axes = plt.subplots(1, n_levels, figsize=(4.2 * n_levels, 3.6), squeeze=False)
+    for lvl in range(n_levels):
+        ax = axes[0, lvl]
+        for label, per_level in stages.items():
+            if lvl >= len(per_level):
+                continue
+            counts = np.sort(np.asarray(per_level[lvl]))[::-1]
+            counts = counts[counts > 0]
+            if len(counts) == 0:
+                ax.plot([], [], label=f"{label}: level removed")
+                continue
+            share = counts / counts.sum()
+            ax.plot(np.arange(1, len(counts) + 1), share, marker=".", markersize=3, linewidth=1.2,
+                    label=f"{label} ({len(counts)} used)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("token rank")
+        ax.set_ylabel("share of the level's items")
+        ax.set_title(f"level {lvl}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
