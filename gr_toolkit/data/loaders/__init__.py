@@ -9,6 +9,7 @@ then ``$GR_DATA_DIR``, then ``../shared/data``).
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
@@ -72,6 +73,46 @@ def load_dataset(name: str, data_dir: str | Path | None = None, seed: int = 0, *
     return loader(data_dir=data_dir, seed=seed, **opts)
 
 
+def loader_options(name: str) -> dict[str, object]:
+    """Option name -> default value of a dataset's loader (for help texts and CLI coercion)."""
+    base = name.partition(":")[0]
+    _ensure_registered(base)
+    loader = DATASETS.get(base)
+    # Loaders that forward **opts name the function whose parameters they accept.
+    sig = inspect.signature(getattr(loader, "option_source", loader))
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {k: p.default for k, p in sig.parameters.items()
+            if k not in ("data_dir", "seed", "path", "name") and p.kind in kinds}
+
+
+def parse_loader_options(name: str, raw: dict[str, str]) -> dict[str, object]:
+    """Coerce ``--key value`` strings from the command line to the types of the loader's defaults."""
+    known = loader_options(name)
+    out: dict[str, object] = {}
+    for key, val in raw.items():
+        if key not in known:
+            raise DataError(f"dataset {name!r} has no option {key!r}; options: {', '.join(known) or '(none)'}")
+        default = known[key]
+        try:
+            if val.lower() in ("none", "null") and not isinstance(default, str | bool | int | float | tuple):
+                out[key] = None
+            elif isinstance(default, bool):
+                if val.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(val)
+                out[key] = val.lower() in ("true", "1", "yes")
+            elif isinstance(default, int):
+                out[key] = int(val)
+            elif isinstance(default, float):
+                out[key] = float(val)
+            elif isinstance(default, tuple):
+                out[key] = tuple(float(x) for x in val.split(","))
+            else:
+                out[key] = None if val.lower() in ("none", "null") else val
+        except ValueError:
+            raise DataError(f"option {key!r} of dataset {name!r}: cannot read {val!r} as {type(default).__name__}") from None
+    return out
+
+
 def dataset_dir(name: str, data_dir: str | Path | None) -> Path:
     """The folder a real dataset is read from; a clear error when it is missing."""
     root = resolve_data_dir(data_dir)
@@ -85,4 +126,4 @@ def dataset_dir(name: str, data_dir: str | Path | None) -> Path:
     return sub
 
 
-__all__ = ["DATASETS", "DataError", "dataset_dir", "dataset_names", "load_dataset"]
+__all__ = ["DATASETS", "DataError", "dataset_dir", "dataset_names", "load_dataset", "loader_options", "parse_loader_options"]

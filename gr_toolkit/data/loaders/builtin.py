@@ -17,3 +17,7 @@ def load_synthetic(data_dir=None, seed: int = 0, kind: str = "query", **opts) ->
 def load_synthetic_seq(data_dir=None, seed: int = 0, **opts) -> Dataset:
     opts.pop("kind", None)
     return make_synthetic(seed=seed, kind="history", **opts)
+
+
+load_synthetic.option_source = make_synthetic  # type: ignore[attr-defined]
+load_synthetic_seq.option_source = make_synthetic  # type: ignore[attr-defined]
