@@ -9,15 +9,15 @@ from gr_toolkit.paths import data_dir
 REAL_DATA_DIR = data_dir()
 HAVE_REAL_DATA = REAL_DATA_DIR.is_dir() and any(REAL_DATA_DIR.iterdir())
 
-# Use as `@real_data` (or `pytestmark = real_data`) on tests that read ../shared/data:
-# they skip cleanly when the folder is absent and carry the `realdata` marker for `-m` selection.
-real_data = pytest.mark.skipif(not HAVE_REAL_DATA, reason=f"real data not found at {REAL_DATA_DIR} (set GR_DATA_DIR)")
+_skip_without_data = pytest.mark.skipif(
+    not HAVE_REAL_DATA, reason=f"real data not found at {REAL_DATA_DIR} (set GR_DATA_DIR)"
+)
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.get_closest_marker("skipif") and "real data" in str(item.get_closest_marker("skipif").kwargs):
-            item.add_marker(pytest.mark.realdata)
+def real_data(obj):
+    """Decorator for tests (functions or classes) that read ../shared/data: they skip cleanly when it
+    is absent and carry the ``realdata`` marker (``pytest -m "not realdata"`` leaves them out)."""
+    return pytest.mark.realdata(_skip_without_data(obj))
 
 
 @pytest.fixture(scope="session")
