@@ -135,3 +135,37 @@ def test_prefix_tokens_with_variable_length_codes_form_a_tree():
     for p in range(1, c.shape[1]):
         alive = lens > p
         assert (idx.token_parent[c[alive, p]] == c[alive, p - 1]).all()
+
+
+def test_pruned_variable_length_index_decodes_only_valid_identifiers():
+    """Property: constrained beam search over a pruned (variable-length, EOS) RQ index returns only
+    identifiers of real items, each mapped back to that item by ``rank``."""
+    torch = pytest.importorskip("torch")
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from gr_toolkit.decoding.beam_search import beam_search
+    from tests.fakes import TinyGRURetriever, random_batch
+
+    @settings(max_examples=12, deadline=None)
+    @given(seed=st.integers(0, 10**6), beam=st.integers(1, 70), prefixes=st.booleans(), mode=st.sampled_from(["adaptive", "drop-level"]))
+    def check(seed, beam, prefixes, mode):
+        codes = _sandglass_codes(n=60, seed=seed) % np.array([4, 8, 4])
+        idx = build_code_index(codes, [4, 8, 4], _fp(60), RQConfig(prune=mode, adaptive_top_k=2 if mode == "adaptive" else None, tokens_are_prefixes=prefixes))
+        eos = idx.eos_id if idx.variable_length else None
+        seqs = {tuple(c[:n]) + ((eos,) if eos is not None else ()): i for i, (c, n) in enumerate(zip(idx.codes, idx.lengths, strict=True))}
+        model = TinyGRURetriever(source_vocab=50, vocab_size=idx.vocab_size, dim=8, seed=seed % 5)
+        with torch.inference_mode():
+            out = beam_search(model, idx.constraint(), random_batch(2, seed=seed), beam_size=beam)
+        ranked = idx.rank(out, top_k=beam)
+        for q in range(2):
+            decoded = []
+            for j in range(beam):
+                if out.alive[q, j]:
+                    toks = tuple(t for t in out.tokens[q, j].tolist() if t >= 0)
+                    assert toks in seqs, f"decoded {toks} is not an identifier"
+                    decoded.append(seqs[toks])
+            assert len(decoded) == min(beam, 60) == len(set(decoded))
+            assert sorted(decoded) == sorted(i for i in ranked.items[q].tolist() if i >= 0)
+
+    check()

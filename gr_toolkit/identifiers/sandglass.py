@@ -181,9 +181,13 @@ def middle_levels(n_levels: int) -> list[int]:
 
 
 def sandglass_scores(table: DiagnosticsTable) -> dict[int, float]:
-    """For each middle level: its Gini minus the larger Gini of its two neighbours."""
+    """For each middle level: its Gini minus the larger Gini of its two neighbours.
+
+    Levels that no item carries (a dropped level) are skipped: neighbours are the nearest present levels.
+    """
     g = table.column("gini")
-    return {m: g[m] - max(g[m - 1], g[m + 1]) for m in middle_levels(len(g))}
+    present = [s.level for s in table.levels if s.n_items > 0]
+    return {present[i]: g[present[i]] - max(g[present[i - 1]], g[present[i + 1]]) for i in range(1, len(present) - 1)}
 
 
 def is_sandglass(table: DiagnosticsTable, margin: float = SANDGLASS_MARGIN) -> bool:
@@ -206,7 +210,7 @@ def verdict(table: DiagnosticsTable, margin: float = SANDGLASS_MARGIN) -> str:
     """A one-line plain statement of whether the sand-glass shape appears, with the numbers behind it."""
     scores = sandglass_scores(table)
     if not scores:
-        return "no middle level (fewer than 3 levels): the sand-glass test does not apply"
+        return "no middle level (fewer than 3 levels carry tokens): the sand-glass test does not apply"
     g = table.column("gini")
     best = max(scores, key=scores.get)
     parts = ", ".join(f"L{i}={v:.3f}" for i, v in enumerate(g))
