@@ -46,7 +46,8 @@ def beam_search(
 ) -> BeamOutput:
     """Constrained beam search for a batch of sources.
 
-    ``bos_id`` defaults to ``model.bos_id`` (identifier vocab size, see ``identifiers.base``).
+    ``bos_id`` defaults to ``model.bos_id``, else ``model.decoder_vocab_size - 2`` (the identifier vocab
+    size, see ``identifiers.base``).
     ``memory`` may be passed when the caller already ran ``model.encode(batch)``.
     Returns ``BeamOutput`` with beams sorted by score (best first); ``alive[b, j]`` is True exactly
     for complete, valid identifiers. With ``length_normalize`` the final scores are divided by the
@@ -58,6 +59,8 @@ def beam_search(
         raise ValueError(f"beam_size must be >= 1; got {beam_size}")
     if bos_id is None:
         bos_id = getattr(model, "bos_id", None)
+        if bos_id is None and getattr(model, "decoder_vocab_size", None) is not None:
+            bos_id = int(model.decoder_vocab_size) - 2  # identifiers.base convention: BOS = vocab_size
         if bos_id is None:
             raise ValueError("beam_search needs bos_id (the index's bos_id) when the model has no bos_id attribute")
     steps = constraint.max_steps if max_steps is None else int(max_steps)
