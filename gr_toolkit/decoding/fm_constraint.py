@@ -86,10 +86,10 @@ class FMIndexConstraint(Constraint):
         w = max(1, int(width.max(initial=0)))
         tokens = np.zeros((n, w), dtype=np.int64)
         valid = np.arange(w)[None, :] < width[:, None]
-        # Continuations fill columns 0..n_cont-1 of their row, then SEP, then EOS.
-        row_of = np.repeat(rows, nt.widths)
-        col = np.arange(len(nt.tokens)) - np.repeat(nt.offsets[:-1], nt.widths)
-        tokens[row_of, col] = nt.tokens
+        # Continuations fill columns 0..n_cont-1 of their row, then SEP, then EOS (flat scatter).
+        flat = tokens.reshape(-1)
+        shift = rows * w - nt.offsets[:-1]
+        flat[np.arange(len(nt.tokens)) + np.repeat(shift, nt.widths)] = nt.tokens
         sep_rows = np.flatnonzero(allow_sep)
         tokens[sep_rows, n_cont[sep_rows]] = self.separator_id
         eos_rows = np.flatnonzero(allow_eos)

@@ -255,6 +255,10 @@ class TokenSuffixIndex:
         hi = np.asarray(hi, dtype=np.int64).copy()
         depth = np.asarray(depth, dtype=np.int64)
         token = np.asarray(token, dtype=np.int64)
+        if len(lo) <= 4:  # a few rows: scalar binary search beats ~20 rounds of numpy calls
+            for i in range(len(lo)):
+                lo[i], hi[i] = self._narrow_one(int(lo[i]), int(hi[i]), int(depth[i]), int(token[i]))
+            return lo, hi
         # A token outside the alphabet (or the separator) never follows a span.
         bad = (token < 0) | (token >= self.vocab_size)
         a_lo, a_hi = lo.copy(), hi.copy()  # search for first x >= token
@@ -279,6 +283,26 @@ class TokenSuffixIndex:
         new_lo = np.where(bad, lo, a_lo)
         new_hi = np.where(bad, lo, b_lo)
         return new_lo, new_hi
+
+    def _narrow_one(self, lo: int, hi: int, depth: int, token: int) -> tuple[int, int]:
+        if not 0 <= token < self.vocab_size:
+            return lo, lo
+        text, sa = self.text, self.sa
+        a, b = lo, hi
+        while a < b:  # first row whose token at ``depth`` is >= token
+            mid = (a + b) // 2
+            if text[sa[mid] + depth] < token:
+                a = mid + 1
+            else:
+                b = mid
+        start, b = a, hi
+        while a < b:  # first row whose token is > token
+            mid = (a + b) // 2
+            if text[sa[mid] + depth] <= token:
+                a = mid + 1
+            else:
+                b = mid
+        return start, a
 
     def ranges(self, spans: np.ndarray, lengths: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Suffix-array ranges of many spans at once: ``spans [N, L]`` padded with -1 (or given ``lengths``)."""
