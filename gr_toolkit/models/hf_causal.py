@@ -296,6 +296,15 @@ class HFCausalRetriever(GenerativeRetriever):
         inv[self.token_map] = torch.arange(self.decoder_vocab_size, device=self.token_map.device)
         return inv
 
+    def constraint_processor(self, constraint: Any, batch: SourceBatch) -> Any:
+        """Our ``ConstraintLogitsProcessor`` for ``generate`` on ``batch``: identifier token ``t`` is LM id
+        ``token_map[t]``; generated tokens start after the left-padded prompt and BOS."""
+        from gr_toolkit.decoding.logits_processor import ConstraintLogitsProcessor
+
+        prompt_width = int(self.prompt(batch)[0].shape[1])
+        return ConstraintLogitsProcessor(constraint, self.token_map[: self.vocab_size].cpu().numpy(),
+                                         eos_token_id=int(self.token_map[self.eos_id]), prefix_length=prompt_width + 1)
+
     @torch.no_grad()
     def generate_constrained(
         self,

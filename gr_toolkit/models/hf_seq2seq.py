@@ -242,6 +242,13 @@ class HFSeq2SeqRetriever(GenerativeRetriever):
         return self.t5.shared.weight
 
     # -- transformers' own generate --------------------------------------------------------------
+    def constraint_processor(self, constraint: Any, batch: SourceBatch | None = None) -> Any:
+        """Our ``ConstraintLogitsProcessor`` for ``generate``: decoder ids ARE identifier tokens here,
+        and generated tokens start after the decoder start token (``prefix_length=1``)."""
+        from gr_toolkit.decoding.logits_processor import ConstraintLogitsProcessor
+
+        return ConstraintLogitsProcessor(constraint, np.arange(self.vocab_size), eos_token_id=self.eos_id, prefix_length=1)
+
     @torch.no_grad()
     def generate_constrained(
         self,
