@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -118,10 +119,15 @@ def dataset_dir(name: str, data_dir: str | Path | None) -> Path:
     root = resolve_data_dir(data_dir)
     sub = root / DATA_SUBDIRS[name]
     if not sub.is_dir():
-        how = "--data-dir DIR" if data_dir else "--data-dir DIR or the GR_DATA_DIR environment variable"
+        if data_dir:
+            src = "from --data-dir"
+        elif os.environ.get("GR_DATA_DIR"):
+            src = "from $GR_DATA_DIR"
+        else:
+            src = "the default ../shared/data"
         raise DataError(
-            f"data for {name!r} not found: tried {sub} (data dir {root}); set {how} to the folder that "
-            f"holds {DATA_SUBDIRS[name]}/"
+            f"data for {name!r} not found: tried {sub} (data dir {root}, {src}); pass --data-dir DIR or set "
+            f"the GR_DATA_DIR environment variable to the folder that holds {DATA_SUBDIRS[name]}/"
         )
     return sub
 
