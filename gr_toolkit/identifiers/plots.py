@@ -1,6 +1,6 @@
 """Rank-frequency plots of per-level token usage (one panel per level, one line per stage), as a PNG.
 
-Sorted counts on a log y-axis make the sand-glass visible at a glance: a concentrated level drops
+Sorted counts (rank on x, share of the level's items on a log y-axis) make the sand-glass visible at a glance: a concentrated level drops
 steeply after its first few ranks, an even one stays flat.
 """
 
@@ -24,7 +24,8 @@ def plot_rank_frequency(stages: dict[str, list[np.ndarray]], path: str | Path, t
     fig, axes = plt.subplots(1, n_levels, figsize=(4.2 * n_levels, 3.6), squeeze=False)
     for lvl in range(n_levels):
         ax = axes[0, lvl]
-        for label, per_level in stages.items():
+        first: np.ndarray | None = None
+        for s_i, (label, per_level) in enumerate(stages.items()):
             if lvl >= len(per_level):
                 continue
             counts = np.sort(np.asarray(per_level[lvl]))[::-1]
@@ -32,10 +33,13 @@ def plot_rank_frequency(stages: dict[str, list[np.ndarray]], path: str | Path, t
             if len(counts) == 0:
                 ax.plot([], [], label=f"{label}: level removed")
                 continue
+            same = first is not None and np.array_equal(first, counts)
+            first = counts if first is None else first
             share = counts / counts.sum()
-            ax.plot(np.arange(1, len(counts) + 1), share, marker=".", markersize=3, linewidth=1.2,
-                    label=f"{label} ({len(counts)} used)")
-        ax.set_xscale("log")
+            # Later stages dashed/dotted and thinner, so an unchanged level still shows both lines.
+            ax.plot(np.arange(1, len(counts) + 1), share, linestyle=("-", "--", ":", "-.")[s_i % 4],
+                    linewidth=2.4 if s_i == 0 else 1.4, marker="." if len(counts) <= 40 else None,
+                    label=f"{label} ({len(counts)} used{', unchanged' if same else ''})")
         ax.set_yscale("log")
         ax.set_xlabel("token rank")
         ax.set_ylabel("share of the level's items")
