@@ -129,3 +129,37 @@ def test_cuda_matches_cpu():
     gpu = beam_search(model.cuda(), trie.to("cuda"), batch.to("cuda"), beam_size=6)
     assert torch.equal(cpu.tokens, gpu.tokens.cpu())
     torch.testing.assert_close(cpu.scores, gpu.scores.cpu(), rtol=1e-4, atol=1e-4)
+
+
+class _GenericView(TrieConstraint.__mro__[1]):
+    """A plain ``Constraint`` around a trie (no ``advance_slot``): exercises the generic advance path."""
+
+    def __init__(self, trie):
+        self.trie, self.max_steps = trie, trie.max_steps
+
+    def start(self, n, device="cpu"):
+        return self.trie.start(n, device)
+
+    def candidates(self, states):
+        return self.trie.candidates(states)
+
+    def advance(self, states, tokens):
+        return self.trie.advance(states, tokens)
+
+    def is_done(self, states):
+        return self.trie.is_done(states)
+
+    def items_of(self, states):
+        return self.trie.items_of(states)
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_generic_and_fast_advance_paths_agree(dense):
+    codes, lengths = random_codes(21, True, n_max=60)
+    trie = TrieConstraint.from_codes(codes, lengths, eos_id=101, dense=dense)
+    model = TinyGRURetriever(source_vocab=50, vocab_size=100, dim=8)
+    batch = random_batch(3)
+    fast = beam_search(model, trie, batch, beam_size=7)
+    slow = beam_search(model, _GenericView(trie), batch, beam_size=7)
+    assert torch.equal(fast.tokens, slow.tokens) and torch.equal(fast.states, slow.states)
+    torch.testing.assert_close(fast.scores, slow.scores)

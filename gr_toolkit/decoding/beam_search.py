@@ -77,6 +77,8 @@ def beam_search(
     row_base = (torch.arange(b, device=device) * k).unsqueeze(1)  # [B, 1]
 
     states = constraint.start(n, device)
+    # Optional fast path: constraints whose candidate columns name children directly (TrieConstraint).
+    fast_slots = hasattr(constraint, "advance_slot") and states.dim() == 1
     scores = torch.full((b, k), neg_inf, device=device)
     scores[:, 0] = 0.0
     last = torch.full((n,), int(bos_id), dtype=torch.long, device=device)
@@ -125,10 +127,13 @@ def beam_search(
         last = last.index_select(0, src)
         cache = model.reorder_cache(cache, src)
         history[:, t] = token
-        move = (token >= 0).nonzero().squeeze(1)
-        if move.numel():
-            states = states.clone()
-            states[move] = constraint.advance(states[move], token[move])
+        if fast_slots:  # the trie knows the child in each candidate column: no token search
+            states = torch.where(token >= 0, constraint.advance_slot(states, col), states)
+        else:
+            move = (token >= 0).nonzero().squeeze(1)
+            if move.numel():
+                states = states.clone()
+                states[move] = constraint.advance(states[move], token[move])
         last = torch.where(token >= 0, token, last)
         scores = scores.masked_fill(~chosen_ok.view(b, k), neg_inf)
 

@@ -219,6 +219,14 @@ class TrieConstraint(Constraint):
             )
         return nodes.gather(1, hit.to(torch.uint8).argmax(1, keepdim=True)).squeeze(1)
 
+    def advance_slot(self, states: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        """Child in candidate column ``slots [N]`` of each state (the column of ``candidates(states)``).
+        The beam search's fast path: no token search. Slots must be valid (not checked). O(N)."""
+        if self.dense:
+            return self.dense_node[states, slots].long()
+        edge = (self.child_offset[states] + slots).clamp_(max=max(self.child_node.shape[0] - 1, 0))
+        return self.child_node[edge]
+
     def is_done(self, states: torch.Tensor) -> torch.Tensor:
         return self.node_done[states]
 
