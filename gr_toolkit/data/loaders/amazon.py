@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from gr_toolkit.data.loaders import DATASETS, dataset_dir
-from gr_toolkit.data.loaders.common import check_unique, decode_text, map_items, read_atomic, split_sequences
+from gr_toolkit.data.loaders.common import check_unique, decode_text, read_atomic, split_sequences
 from gr_toolkit.data.splits import leave_one_out
 from gr_toolkit.data.types import Catalog, DataError, Dataset, Examples
 
@@ -89,15 +89,41 @@ def load_beauty(data_dir=None, seed: int = 0, max_history: int = 20) -> Dataset:
 
 
 # ---------------------------------------------------------------------------------------------- RecBole
-def _read_inter(path: Path, index: dict[str, int]) -> tuple[list[str], list[np.ndarray], np.ndarray]:
+def _read_inter(path: Path, ids: pd.Index) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """``(users, flat item ids, lengths, targets)``; histories are consecutive runs of ``flat``."""
     df = read_atomic(path, ("user_id", "item_id_list", "item_id"))
-    tokens = df["item_id_list"].str.split()
-    lengths = tokens.str.len().fillna(0).to_numpy(dtype=np.int64)
-    flat = np.array([t for row in tokens for t in row], dtype=object)
+    col = df["item_id_list"].str.strip()
+    joined = " ".join(col.tolist())
+    flat = np.array(joined.split(), dtype=object)
+    # Fast length count (RecBole writes single spaces); fall back to splitting when it disagrees.
+    lengths = np.where(col.to_numpy(dtype=object) == "", 0, col.str.count(" ").to_numpy(dtype=np.int64) + 1)
+    if lengths.sum() != len(flat):
+        lengths = np.fromiter((len(x.split()) for x in col.tolist()), dtype=np.int64, count=len(col))
     rows = np.repeat(np.arange(len(df)) + 2, lengths)  # file line numbers (header is line 1)
-    flat_ids = map_items(flat, index, path, "item_id_list entry", rows)
-    targets = map_items(df["item_id"].to_numpy(dtype=object), index, path, "item_id", np.arange(len(df)) + 2)
-    return df["user_id"].tolist(), split_sequences(flat_ids, lengths), targets
+    flat_ids = _lookup(flat, ids, path, "item_id_list entry", rows)
+    targets = _lookup(df["item_id"].to_numpy(dtype=object), ids, path, "item_id", np.arange(len(df)) + 2)
+    return df["user_id"].tolist(), flat_ids, lengths, targets
+
+
+def _lookup(ext: np.ndarray, ids: pd.Index, path: Path, field: str, rows: np.ndarray) -> np.ndarray:
+    pos = ids.get_indexer(ext)
+    if (pos < 0).any():
+        i = int(np.argmax(pos < 0))
+        raise DataError(f"{path}: {field} {ext[i]!r} (row {int(rows[i])}) is not in the catalog")
+    return pos.astype(np.int64)
+
+
+def _windows(flat: np.ndarray, lengths: np.ndarray, max_history: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Every prefix example of every sequence: (history views, targets, sequence number)."""
+    starts = np.cumsum(lengths) - lengths
+    seq = np.repeat(np.arange(len(lengths)), np.maximum(lengths - 1, 0))
+    # position t = 1 .. len-1 inside each sequence
+    t = np.arange(len(seq)) - np.repeat(np.cumsum(np.maximum(lengths - 1, 0)) - np.maximum(lengths - 1, 0),
+                                        np.maximum(lengths - 1, 0)) + 1
+    end = starts[seq] + t
+    begin = np.maximum(starts[seq], end - max_history)
+    hists = [flat[a:b] for a, b in zip(begin.tolist(), end.tolist(), strict=True)]
+    return hists, flat[end], seq
 
 
 @DATASETS.register("games")
@@ -111,33 +137,29 @@ def load_games(data_dir=None, seed: int = 0, max_history: int = 20) -> Dataset:
     if (titles == "").any():
         notes.append(f"{int((titles == '').sum())} items have an empty title")
     catalog = Catalog(name="games", ids=items["item_id"].tolist(), fields={"title": titles.tolist()})
-    index = dict(zip(catalog.ids, range(len(catalog)), strict=True))
-    te_users, te_hist, te_tgt = _read_inter(root / "Games-6k.test.inter", index)
-    va_users, va_hist, va_tgt = _read_inter(root / "Games-6k.valid.inter", index)
-    # Valid must be test minus its last item; otherwise training from valid histories could leak.
-    te_pos = {u: i for i, u in enumerate(te_users)}
-    mismatch = 0
-    for u, h, t in zip(va_users, va_hist, va_tgt, strict=True):
-        j = te_pos.get(u)
-        if j is None or len(te_hist[j]) == 0 or te_hist[j][-1] != t:
-            mismatch += 1
-            continue
-        # Both files may cut long histories from the left: compare the overlapping suffix.
-        before = te_hist[j][:-1]
-        m = min(len(h), len(before))
-        if m and not np.array_equal(h[len(h) - m:], before[len(before) - m:]):
-            mismatch += 1
+    ids = pd.Index(catalog.ids)
+    te_users, te_flat, te_len, te_tgt = _read_inter(root / "Games-6k.test.inter", ids)
+    va_users, va_flat, va_len, va_tgt = _read_inter(root / "Games-6k.valid.inter", ids)
+    if te_users != va_users:
+        raise DataError(f"{root}: Games-6k.valid.inter and Games-6k.test.inter must list the same users in the same order")
+    # Valid must be test minus its last item (both files may cut long histories from the left);
+    # otherwise training on valid histories could leak a test target.
+    te_end = np.cumsum(te_len)
+    va_end = np.cumsum(va_len)
+    last_ok = (te_len > 0) & (te_flat[np.maximum(te_end - 1, 0)] == va_tgt)
+    m = np.minimum(va_len, np.maximum(te_len - 1, 0))
+    owner = np.repeat(np.arange(len(m)), m)
+    off = np.arange(m.sum()) - np.repeat(np.cumsum(m) - m, m)
+    same = va_flat[np.repeat(va_end - m, m) + off] == te_flat[np.repeat(te_end - 1 - m, m) + off]
+    suffix_ok = np.bincount(owner[~same], minlength=len(m)) == 0
+    mismatch = int((~(last_ok & suffix_ok)).sum())
     if mismatch:
         notes.append(f"{mismatch} users whose validation sequence is not their test history (check the files)")
-    tr_h, tr_t, tr_k = [], [], []
-    for u, h in zip(va_users, va_hist, strict=True):
-        for t in range(1, len(h)):
-            tr_h.append(h[max(0, t - max_history): t])
-            tr_t.append(h[t])
-            tr_k.append(u)
-    train = Examples(kind="history", targets=[np.array([t], dtype=np.int64) for t in tr_t], histories=tr_h, keys=tr_k)
-    valid = _history_examples(va_hist, va_tgt, va_users, max_history)
-    test = _history_examples(te_hist, te_tgt, te_users, max_history)
+    tr_h, tr_t, tr_seq = _windows(va_flat, va_len, max_history)
+    users = np.asarray(va_users, dtype=object)
+    train = Examples(kind="history", targets=list(tr_t.reshape(-1, 1)), histories=tr_h, keys=users[tr_seq].tolist())
+    valid = _history_examples(split_sequences(va_flat, va_len), va_tgt, va_users, max_history)
+    test = _history_examples(split_sequences(te_flat, te_len), te_tgt, te_users, max_history)
     notes.append(f"given valid/test; training examples = every prefix of the validation history; "
                  f"history <= {max_history} items")
     return Dataset("games", catalog, train, valid, test, protocol="leave-one-out", bucketing=BUCKETING, notes=notes)
@@ -167,11 +189,11 @@ def load_scientific(data_dir=None, seed: int = 0, max_history: int = 20) -> Data
         notes.append(f"{extra} items in Scientific.text are not in item2index (ignored)")
     catalog = Catalog(name="scientific", ids=ids, fields={"title": titles})
     # The .inter files use the internal index as item token.
-    index = {str(i): i for i in range(len(ids))}
+    index = pd.Index([str(i) for i in range(len(ids))])
     splits = {}
     for s in ("train", "valid", "test"):
-        users, hist, tgt = _read_inter(root / f"Scientific.{s}.inter", index)
-        splits[s] = _history_examples(hist, tgt, users, max_history)
+        users, flat, lengths, tgt = _read_inter(root / f"Scientific.{s}.inter", index)
+        splits[s] = _history_examples(split_sequences(flat, lengths), tgt, users, max_history)
     notes.append(f"given train/valid/test (train holds every prefix); history <= {max_history} items; "
                  "title = 'title. category path. brand.'")
     return Dataset("scientific", catalog, splits["train"], splits["valid"], splits["test"],
