@@ -5,10 +5,13 @@ For a TIGER-style identifier set (``levels`` x ``codebook`` per-level tokens, di
 model (T5 at the TIGER size, and a small Qwen2-style causal LM), it times beam search at ``beam`` beams:
 
 1. ``unified``: the toolkit's :func:`gr_toolkit.decoding.beam_search.beam_search` over the model's
-   ``GenerativeRetriever`` wrapper (``normalize="full"``: full-vocabulary log-softmax, like HF);
+   ``GenerativeRetriever`` wrapper (per-step softmax over the allowed tokens);
 2. ``generate+processor``: ``model.generate(num_beams=beam, logits_processor=[ConstraintLogitsProcessor])``;
 3. ``generate+prefix_fn`` (the reference): ``model.generate(prefix_allowed_tokens_fn=...)`` with a Python
    dict trie (prefix tuple -> allowed ids), transformers' own route, which calls back per beam.
+
+Routes 2 and 3 use ``renormalize_logits=True`` (log-softmax after the constraint mask), so all three
+rank beams by the same scores.
 
 Every returned sequence of every route must be a complete identifier of an item (checked, counted);
 top-1 agreement between routes is reported (same scores up to float noise). Speed ratios are against
@@ -110,7 +113,7 @@ def bench_model(model: Any, index: CodeIndex, batches: list[SourceBatch], beam: 
     def unified() -> None:
         top1["unified"], seqs = [], []
         for b in batches:
-            res = beam_search(model, constraint, b, beam, normalize="full")
+            res = beam_search(model, constraint, b, beam)
             seqs.append(res.tokens.numpy())
             top1["unified"].append(res.tokens[:, 0].numpy())
         out["unified_seqs"] = seqs

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 
 import torch
-from transformers.cache_utils import Cache, EncoderDecoderCache
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, EncoderDecoderCache
 
 
 def select_cache(cache: Cache | None, index: torch.Tensor | None) -> Cache | None:
@@ -38,3 +38,17 @@ def select_cache(cache: Cache | None, index: torch.Tensor | None) -> Cache | Non
 
 def cache_length(cache: Cache | None) -> int:
     return 0 if cache is None else int(cache.get_seq_length())
+
+
+def fixed_cache(key_values: list[tuple[torch.Tensor, torch.Tensor]]) -> DynamicCache:
+    """A ``DynamicCache`` whose layers ARE the given tensors (no concatenation copy), for K/V that are
+    computed once and only read afterwards (cross-attention)."""
+    cache = DynamicCache()
+    layers = []
+    for k, v in key_values:
+        layer = DynamicLayer()
+        layer.lazy_initialization(k, v)
+        layer.keys, layer.values = k, v
+        layers.append(layer)
+    cache.layers = layers
+    return cache

@@ -314,6 +314,7 @@ class HFCausalRetriever(GenerativeRetriever):
         logits_processor: list | None = None,
         prefix_allowed_tokens_fn: Any = None,
         num_return_sequences: int | None = None,
+        renormalize: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``transformers.generate`` beam search from ``prompt + BOS``; returns decoder-token sequences
         ``[B, R, T]`` (-1 after the end / for non-decoder ids) and HF beam scores ``[B, R]``.
@@ -338,6 +339,7 @@ class HFCausalRetriever(GenerativeRetriever):
             prefix_allowed_tokens_fn=prefix_allowed_tokens_fn,
             eos_token_id=eos,
             pad_token_id=eos,
+            renormalize_logits=renormalize,
             output_scores=True,
             return_dict_in_generate=True,
         )

@@ -9,8 +9,9 @@
   :func:`structured_token_init`) so that siblings start close together.
 - Encoder vocabulary = the source featurizer's (sentencepiece pieces for queries, item ids for histories):
   a separate ``source_embed`` table fed to the T5 encoder as ``inputs_embeds``.
-- ``step`` uses the HF ``EncoderDecoderCache`` (self-attention grows, cross-attention is computed once);
-  ``reorder_cache`` builds a new cache with ``index_select`` per layer (:mod:`gr_toolkit.models.hf_cache`).
+- ``step`` drives T5's decoder with an HF ``EncoderDecoderCache``: cross-attention K/V are computed once
+  per source in ``expand_memory`` and handed to HF without copies; only the self-attention cache is
+  reordered with the beams (``index_select`` per layer, :mod:`gr_toolkit.models.hf_cache`).
 - ``generate_constrained`` runs ``transformers``' own ``generate`` (beam search) on the same weights with
   any ``LogitsProcessor`` (ours or ``prefix_allowed_tokens_fn``), for comparison and for users who want it.
 """
@@ -24,9 +25,11 @@ import numpy as np
 import torch
 from torch import nn
 from transformers import T5Config, T5ForConditionalGeneration
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
-from gr_toolkit.models.base import MODELS, GenerativeRetriever, SourceBatch
+from gr_toolkit.models.base import MODELS, GenerativeRetriever, SourceBatch, select_rows
+from gr_toolkit.models.hf_cache import fixed_cache as _fixed_cache
 from gr_toolkit.models.hf_cache import select_cache
 
 
@@ -87,7 +90,8 @@ class HFSeq2SeqRetriever(GenerativeRetriever):
     """T5 from ``transformers`` behind the ``GenerativeRetriever`` interface.
 
     ``memory``: ``{"states": [B, S, d], "mask": [B, S]}`` (encoder output, mask with a guaranteed real slot).
-    ``cache``: a ``transformers`` ``EncoderDecoderCache``.
+    ``cache``: ``{"self": DynamicCache}`` (the decoder self-attention cache; cross-attention K/V live in
+    the beam-expanded memory as ``cross_k{i}`` / ``cross_v{i}``).
     """
 
     config_class = T5RetrieverConfig
@@ -218,25 +222,46 @@ class HFSeq2SeqRetriever(GenerativeRetriever):
         rows = table[candidates.clamp_min(0)]  # [..., W, d]
         return torch.einsum("...d,...wd->...w", hidden, rows)
 
+    def _cross_kv(self, states: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Cross-attention keys/values of every decoder layer, ``[B, h, S, dk]`` each."""
+        out = {}
+        for i, block in enumerate(self.t5.decoder.block):
+            att = block.layer[1].EncDecAttention
+            shape = (*states.shape[:-1], -1, att.key_value_proj_dim)
+            out[f"cross_k{i}"] = att.k(states).view(shape).transpose(1, 2)
+            out[f"cross_v{i}"] = att.v(states).view(shape).transpose(1, 2)
+        return out
+
+    def expand_memory(self, memory: Any, index: torch.Tensor) -> Any:
+        # Cross-attention K/V are computed once per SOURCE here (not once per beam at the first step)
+        # and then copied per beam with the rest of the memory; they never move again (see ``step``).
+        if "cross_k0" not in memory:
+            memory = {**memory, **self._cross_kv(memory["states"])}
+        return select_rows(memory, index)
+
     def step(
         self, memory: Any, batch_mask: torch.Tensor | None, last_tokens: torch.Tensor, cache: Any, candidates: torch.Tensor | None
     ) -> tuple[torch.Tensor, Any]:
-        if cache is None:
-            from transformers.cache_utils import DynamicCache, EncoderDecoderCache
-
-            cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        """``cache`` = ``{"self": DynamicCache}``: only the self-attention cache follows the beams; the
+        cross-attention cache is rebuilt each step from the memory's K/V tensors (no copy)."""
+        cross = memory if "cross_k0" in memory else self._cross_kv(memory["states"])
+        n_layers = len(self.t5.decoder.block)
+        kv = EncoderDecoderCache(
+            cache["self"] if cache is not None else DynamicCache(),
+            _fixed_cache([(cross[f"cross_k{i}"], cross[f"cross_v{i}"]) for i in range(n_layers)]),
+        )
         out = self.t5.decoder(
             input_ids=last_tokens.view(-1, 1),
             encoder_hidden_states=memory["states"],
             encoder_attention_mask=memory["mask"].long(),
-            past_key_values=cache,
+            past_key_values=kv,
             use_cache=True,
         )
         hidden = out.last_hidden_state[:, 0]
-        return self.score(hidden, candidates), out.past_key_values
+        return self.score(hidden, candidates), {"self": out.past_key_values.self_attention_cache}
 
     def reorder_cache(self, cache: Any, index: torch.Tensor) -> Any:
-        return select_cache(cache, index)
+        return None if cache is None else {"self": select_cache(cache["self"], index)}
 
     def token_embeddings(self) -> torch.Tensor:
         return self.t5.shared.weight
@@ -258,12 +283,15 @@ class HFSeq2SeqRetriever(GenerativeRetriever):
         logits_processor: list | None = None,
         prefix_allowed_tokens_fn: Any = None,
         num_return_sequences: int | None = None,
+        renormalize: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``transformers.generate`` beam search over the same weights.
 
-        Returns ``(sequences [B, R, T] without BOS, -1 after the end; scores [B, R])`` with
-        ``R = num_return_sequences`` (default ``beam_size``). Scores are HF's beam scores
-        (sum of log-probs over the full decoder vocab, length penalty 0 = no normalisation).
+        Returns ``(sequences [B, R, T] without BOS; scores [B, R])`` with ``R = num_return_sequences``
+        (default ``beam_size``). Scores are HF's beam scores (summed log-probs, length penalty 0). With
+        ``renormalize`` (default) the log-softmax is re-applied AFTER the constraint masks the logits, so
+        each step is normalised over the allowed tokens, exactly like ``beam_search(normalize="allowed")``;
+        without it HF normalises over the whole vocabulary before masking.
         """
         memory = self.encode(batch)
         r = num_return_sequences or beam_size
@@ -281,6 +309,7 @@ class HFSeq2SeqRetriever(GenerativeRetriever):
             decoder_start_token_id=self.bos_id,
             eos_token_id=self.eos_id,
             pad_token_id=self.eos_id,
+            renormalize_logits=renormalize,
             output_scores=True,
             return_dict_in_generate=True,
         )
