@@ -34,7 +34,8 @@ corpora = st.lists(st.lists(st.integers(0, 5), min_size=0, max_size=12), min_siz
 @given(docs=corpora, threshold=st.sampled_from([1, 3, 1000]), data=st.data())
 def test_next_tokens_count_locate_match_brute_force(docs, threshold, data):
     index = TokenSuffixIndex.build(docs, vocab_size=6, wide_threshold=threshold, cache_depth=2)
-    spans = [[]] + [list(s) for s in data.draw(st.lists(st.lists(st.integers(0, 5), min_size=1, max_size=4), max_size=8))]
+    drawn = data.draw(st.lists(st.lists(st.integers(0, 5), min_size=1, max_size=4), max_size=8))
+    spans = [[]] + [list(s) for s in drawn]
     # Also spans that certainly exist: slices of the documents.
     for doc in docs:
         if doc:
@@ -116,3 +117,13 @@ def test_wide_prefixes_use_the_precomputed_table_and_agree_with_scanning():
     for span in ([], [0], [1, 2], [3, 3, 3], [7, 0, 1, 2]):
         a, b = cached.next_tokens(span), scanned.next_tokens(span)
         assert a[0].tolist() == b[0].tolist() and a[1].tolist() == b[1].tolist()
+    # Batched narrowing (table lookups for wide prefixes, binary search otherwise) = plain binary search.
+    spans = rng.integers(-1, 9, size=(500, 4))  # includes absent spans and out-of-alphabet tokens
+    lengths = rng.integers(1, 5, size=500)
+    got = cached.ranges(spans, lengths)
+    want = [scanned._narrow_one(0, len(scanned.text), 0, int(s[0])) for s in spans]
+    for i, s in enumerate(spans):
+        lo, hi = want[i]
+        for d in range(1, lengths[i]):
+            lo, hi = scanned._narrow_one(lo, hi, d, int(s[d])) if lo < hi else (lo, hi)
+        assert (got[0][i], got[1][i]) == (lo, hi) or (got[1][i] - got[0][i] == 0 and hi - lo == 0)

@@ -76,7 +76,7 @@ class FMIndexConstraint(Constraint):
         alive = ~done & (hi > lo)  # an empty range only arises from an invalid token: a dead end
         can_grow = alive & (span_len < self.max_span_len)
         rows = np.flatnonzero(can_grow)
-        nt = self.index.next_tokens_batch(np.stack([lo[rows], hi[rows]], axis=1), span_len[rows])
+        nt = self.index.next_tokens_batch(np.stack([lo[rows], hi[rows]], axis=1), span_len[rows], with_counts=False)
         n_cont = np.zeros(n, dtype=np.int64)
         n_cont[rows] = nt.widths
         can_end = alive & (span_len >= 1) & ((span_len >= self.min_span_tokens) | (n_cont == 0))

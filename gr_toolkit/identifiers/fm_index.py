@@ -44,9 +44,9 @@ class NextTokens:
     """
 
     offsets: np.ndarray  # [N + 1] int64
-    tokens: np.ndarray  # [M] int64
-    counts: np.ndarray  # [M] int64
-    child_lo: np.ndarray  # [M] int64
+    tokens: np.ndarray  # [M] integer (int32 where they come from the precomputed table)
+    counts: np.ndarray  # [M] integer; empty when asked for tokens only
+    child_lo: np.ndarray  # [M] integer; empty when asked for tokens only
 
     def row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         a, b = self.offsets[i], self.offsets[i + 1]
@@ -97,12 +97,14 @@ class TokenSuffixIndex:
         self.doc_sep = int(vocab_size)
         self.cache_keys = np.asarray(cache_keys, dtype=np.int64)
         self.cache_offsets = np.asarray(cache_offsets, dtype=np.int64)
-        self.cache_tokens = np.asarray(cache_tokens, dtype=np.int64)
-        self.cache_counts = np.asarray(cache_counts, dtype=np.int64)
+        small = np.int32 if len(text) < 2**31 else np.int64
+        self.cache_tokens = np.asarray(cache_tokens, dtype=np.int32)
+        self.cache_counts = np.asarray(cache_counts, dtype=small)
         self.wide_threshold = int(wide_threshold)
         self.cache_depth = int(cache_depth)
         self.cache_child_rel = self._child_rel()
         self._unigram: np.ndarray | None = None
+        self._keys_of_entries: np.ndarray | None = None
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -197,7 +199,8 @@ class TokenSuffixIndex:
         pos, _ = _segment_positions(starts[order], starts[order] + lens[order])
         self.cache_keys = k[order]
         self.cache_offsets = np.concatenate([[0], np.cumsum(lens[order])]).astype(np.int64)
-        self.cache_tokens, self.cache_counts = tok[pos], cnt[pos]
+        small = np.int32 if len(self.text) < 2**31 else np.int64
+        self.cache_tokens, self.cache_counts = tok[pos].astype(np.int32), cnt[pos].astype(small)
         self.cache_child_rel = self._child_rel()
 
     def _child_rel(self) -> np.ndarray:
@@ -205,7 +208,7 @@ class TokenSuffixIndex:
         csum = np.cumsum(self.cache_counts)
         row_start = np.repeat(self.cache_offsets[:-1], np.diff(self.cache_offsets))
         base = np.where(row_start > 0, csum[np.maximum(row_start - 1, 0)], 0)
-        return (csum - self.cache_counts - base).astype(np.int64)
+        return (csum - self.cache_counts - base).astype(self.cache_counts.dtype)
 
     def _key(self, lo: np.ndarray, depth: np.ndarray) -> np.ndarray:
         # (lo, depth) names a prefix range uniquely: the prefix is text[sa[lo] : sa[lo] + depth].
@@ -261,9 +264,22 @@ class TokenSuffixIndex:
             return lo, hi
         # A token outside the alphabet (or the separator) never follows a span.
         bad = (token < 0) | (token >= self.vocab_size)
+        # Wide prefixes: their children are rows of the precomputed table; one searchsorted finds them.
+        rows, slots = self._cached(lo, hi, depth)
+        rows_ok = ~bad[rows]
+        rows, slots = rows[rows_ok], slots[rows_ok]
+        done = np.zeros(len(lo), dtype=bool)
+        if len(rows):
+            keys = self._entry_keys()
+            want = slots * (self.vocab_size + 1) + token[rows]
+            j = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
+            found = keys[j] == want
+            start = lo[rows] + np.where(found, self.cache_child_rel[j], 0)
+            lo[rows], hi[rows] = start, start + np.where(found, self.cache_counts[j], 0)
+            done[rows] = True
         a_lo, a_hi = lo.copy(), hi.copy()  # search for first x >= token
         b_lo, b_hi = lo.copy(), hi.copy()  # search for first x > token
-        active = np.flatnonzero(((a_lo < a_hi) | (b_lo < b_hi)) & ~bad)
+        active = np.flatnonzero(((a_lo < a_hi) | (b_lo < b_hi)) & ~bad & ~done)
         while len(active):
             al, ah, bl, bh = a_lo[active], a_hi[active], b_lo[active], b_hi[active]
             d, t = depth[active], token[active]
@@ -280,9 +296,27 @@ class TokenSuffixIndex:
             b_lo[active] = np.where(right_b, bm + 1, bl)
             b_hi[active] = np.where(go_b & ~right_b, bm, bh)
             active = active[(a_lo[active] < a_hi[active]) | (b_lo[active] < b_hi[active])]
-        new_lo = np.where(bad, lo, a_lo)
-        new_hi = np.where(bad, lo, b_lo)
+        new_lo = np.where(bad, lo, np.where(done, lo, a_lo))
+        new_hi = np.where(bad, lo, np.where(done, hi, b_lo))
         return new_lo, new_hi
+
+    def _cached(self, lo: np.ndarray, hi: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, slots)``: which of the given prefix ranges have a precomputed table row, and which."""
+        wide = np.flatnonzero((hi - lo > self.wide_threshold) & (depth <= self.cache_depth))
+        if not len(wide) or not len(self.cache_keys):
+            z = np.zeros(0, dtype=np.int64)
+            return z, z
+        keys = self._key(lo[wide], depth[wide])
+        pos = np.minimum(np.searchsorted(self.cache_keys, keys), len(self.cache_keys) - 1)
+        found = self.cache_keys[pos] == keys
+        return wide[found], pos[found]
+
+    def _entry_keys(self) -> np.ndarray:
+        """``slot * (V + 1) + token`` of every table entry: increasing, so children are found by searchsorted."""
+        if self._keys_of_entries is None:
+            slot_of = np.repeat(np.arange(len(self.cache_keys), dtype=np.int64), np.diff(self.cache_offsets))
+            self._keys_of_entries = slot_of * (self.vocab_size + 1) + self.cache_tokens
+        return self._keys_of_entries
 
     def _narrow_one(self, lo: int, hi: int, depth: int, token: int) -> tuple[int, int]:
         if not 0 <= token < self.vocab_size:
@@ -355,12 +389,13 @@ class TokenSuffixIndex:
         np.cumsum(np.bincount(rseg, minlength=n), out=offsets[1:])
         return NextTokens(offsets, toks, counts.astype(np.int64), child_lo.astype(np.int64))
 
-    def next_tokens_batch(self, ranges: np.ndarray, depth: np.ndarray) -> NextTokens:
+    def next_tokens_batch(self, ranges: np.ndarray, depth: np.ndarray, with_counts: bool = True) -> NextTokens:
         """Tokens that follow each prefix, with counts: ``ranges [N, 2]`` (lo, hi) of prefixes of length ``depth [N]``.
 
         The ranges must be prefix ranges as returned by :meth:`ranges` / :meth:`narrow` (or the
         root ``(0, len(text))`` with depth 0). Wide ones are answered from the precomputed table;
-        the rest by scanning their (short) sorted slices.
+        the rest by scanning their (short) sorted slices. ``with_counts=False`` skips counts and
+        child ranges (the decoding constraint needs only the tokens); they are then empty arrays.
         """
         ranges = np.asarray(ranges, dtype=np.int64).reshape(-1, 2)
         lo, hi = ranges[:, 0], ranges[:, 1]
@@ -368,44 +403,40 @@ class TokenSuffixIndex:
         n = len(lo)
         hit = np.zeros(n, dtype=bool)
         slot = np.zeros(n, dtype=np.int64)
-        wide = (hi - lo > self.wide_threshold) & (depth <= self.cache_depth)
-        if wide.any() and len(self.cache_keys):
-            keys = self._key(lo[wide], depth[wide])
-            pos = np.minimum(np.searchsorted(self.cache_keys, keys), len(self.cache_keys) - 1)
-            found = self.cache_keys[pos] == keys
-            idx = np.flatnonzero(wide)
-            hit[idx[found]] = True
-            slot[idx[found]] = pos[found]
+        rows, slots = self._cached(lo, hi, depth)
+        hit[rows], slot[rows] = True, slots
         miss = np.flatnonzero(~hit)
         scanned = self._scan(lo[miss], hi[miss], depth[miss])
         hits = np.flatnonzero(hit)
-        c_lo, c_hi = self.cache_offsets[slot[hits]], self.cache_offsets[slot[hits] + 1]
+        # Every output row is one contiguous block. Cached rows copy a block of the table, so the
+        # whole output is ONE gather from the table at ``src``; the (short) scanned rows are then
+        # written over their blocks.
+        src_start = np.zeros(n, dtype=np.int64)
         widths = np.zeros(n, dtype=np.int64)
-        widths[hits] = c_hi - c_lo
+        src_start[hits] = self.cache_offsets[slot[hits]]
+        widths[hits] = self.cache_offsets[slot[hits] + 1] - src_start[hits]
         widths[miss] = scanned.widths
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(widths, out=offsets[1:])
         m = int(offsets[-1])
-        tokens = np.empty(m, dtype=np.int64)
-        counts = np.empty(m, dtype=np.int64)
-        child = np.empty(m, dtype=np.int64)
-        # Scanned rows are already in row order: one contiguous block per row, copied by a scatter.
-        if len(miss):
-            dest, _ = _segment_positions(offsets[miss], offsets[miss] + scanned.widths)
-            tokens[dest], counts[dest], child[dest] = scanned.tokens, scanned.counts, scanned.child_lo
         if len(hits):
-            # Cached rows are contiguous in the output: out[offsets[r] + j] = cache[c_lo[r] + j].
-            # One repeat gives the per-element shift; the child ranges shift by the row's lo.
-            w = c_hi - c_lo
-            out_start = offsets[hits]
-            if len(miss):
-                dest = _segment_positions(out_start, out_start + w)[0]
-            else:
-                dest = np.arange(m, dtype=np.int64)
-            src = dest + np.repeat(c_lo - out_start, w)
-            tokens[dest] = self.cache_tokens[src]
-            counts[dest] = self.cache_counts[src]
-            child[dest] = self.cache_child_rel[src] + np.repeat(lo[hits], w)
+            src = np.arange(m, dtype=np.int64)
+            src += np.repeat(src_start - offsets[:-1], widths)
+            tokens = np.take(self.cache_tokens, src, mode="clip")
+        else:
+            tokens = np.empty(m, dtype=self.cache_tokens.dtype)
+        if with_counts:
+            counts = np.take(self.cache_counts, src, mode="clip") if len(hits) else np.empty(m, dtype=np.int64)
+            child = np.take(self.cache_child_rel, src, mode="clip") if len(hits) else np.empty(m, dtype=np.int64)
+            if len(hits):
+                child += np.repeat(np.where(hit, lo, 0), widths).astype(child.dtype)
+        if len(miss) and len(scanned.tokens):
+            dest, _ = _segment_positions(offsets[miss], offsets[miss] + scanned.widths)
+            tokens[dest] = scanned.tokens
+            if with_counts:
+                counts[dest], child[dest] = scanned.counts, scanned.child_lo
+        if not with_counts:
+            counts = child = np.zeros(0, dtype=np.int64)
         return NextTokens(offsets, tokens, counts, child)
 
     def next_tokens(self, prefix: np.ndarray | list[int]) -> tuple[np.ndarray, np.ndarray]:
