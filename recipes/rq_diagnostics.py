@@ -23,7 +23,7 @@ import numpy as np
 from gr_toolkit.data.loaders import load_dataset
 from gr_toolkit.evaluation.results import current_command
 from gr_toolkit.identifiers.plots import plot_rank_frequency
-from gr_toolkit.identifiers.pruning import pruned_level_codes
+from gr_toolkit.identifiers.pruning import PruneDecision, pruned_level_codes
 from gr_toolkit.identifiers.rq import RQConfig, build_code_index, check_vectors, codebook_for, quantize
 from gr_toolkit.identifiers.sandglass import (
     SANDGLASS_MARGIN,
@@ -56,7 +56,7 @@ def stage_counts(codes: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
 
 
 def run_codebook(x: np.ndarray, fingerprint: str, levels: int, codebook: int, seed: int, png: Path,
-                 dataset: str, method: str) -> dict[str, Any]:
+                 dataset: str, method: str, forced_k_fraction: float = 0.1) -> dict[str, Any]:
     cfg = RQConfig(levels=levels, codebook=codebook, seed=seed, method=method)
     t = time.time()
     rq = quantize(x, cfg)
@@ -66,11 +66,18 @@ def run_codebook(x: np.ndarray, fingerprint: str, levels: int, codebook: int, se
     tables: dict[str, DiagnosticsTable] = {"before pruning": before}
     counts = {"before": stage_counts(rq.codes, sizes)}
     variants: dict[str, Any] = {}
-    for mode in ("none", "drop-level", "adaptive"):
-        pcfg = RQConfig(levels=levels, codebook=codebook, seed=seed, method=method, prune=mode)
+    # The rule-chosen adaptive K is 0 when the middle level is not the most concentrated; the
+    # "adaptive-given-K" variant shows what stripping a fixed share of the middle codebook does anyway.
+    given_k = max(1, int(round(forced_k_fraction * sizes[1]))) if levels >= 3 else None
+    plans = [("none", {}), ("drop-level", {}), ("adaptive", {})]
+    if given_k is not None:
+        plans.append((f"adaptive K={given_k}", {"prune": "adaptive", "adaptive_top_k": given_k}))
+    for label, opts in plans:
+        pcfg = RQConfig(levels=levels, codebook=codebook, seed=seed, method=method,
+                        **({"prune": label} if not opts else opts))
         index = build_code_index(rq.codes, sizes, fingerprint, pcfg)
         decision = index.meta_extra["prune"]
-        variants[mode] = {
+        variants[label] = {
             "decision": decision,
             "vocab_size": index.vocab_size,
             "disambiguation_tokens": index.meta_extra["n_disambig"],
@@ -79,14 +86,13 @@ def run_codebook(x: np.ndarray, fingerprint: str, levels: int, codebook: int, se
             "length_mean": float(index.lengths.mean()),
             "length_max": int(index.lengths.max()),
         }
-        if mode != "none":
-            from gr_toolkit.identifiers.pruning import PruneDecision
-
+        if label != "none":
             codes_after, sizes_after = pruned_level_codes(
                 rq.codes, index.extras["rq_keep"].astype(bool), sizes, PruneDecision(**decision)
             )
-            tables[f"after {mode}"] = diagnose(codes_after, sizes_after)
-            counts[f"after {mode}"] = stage_counts(codes_after, sizes_after)
+            tag = f"adaptive, rule K={decision['top_k']}" if label == "adaptive" else label
+            tables[f"after {tag}"] = diagnose(codes_after, sizes_after)
+            counts[f"after {tag}"] = stage_counts(codes_after, sizes_after)
     plot_rank_frequency(
         counts, png,
         title=f"{dataset}: RQ-{method} L={levels} C={codebook} ({len(x)} items), items per token by level",
@@ -141,6 +147,8 @@ def main() -> None:
     ap.add_argument("--codebooks", default="256,auto", help="comma list; 'auto' = round(n ** (1/levels))")
     ap.add_argument("--method", default="kmeans", choices=["kmeans", "vae"])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--given-k-fraction", type=float, default=0.1,
+                    help="extra adaptive variant stripping round(f * C) middle tokens (besides the rule's K)")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out", default="eval/rq")
     ap.add_argument("--cache", default="indexes/vectors", help="where item vectors are cached (git-ignored)")
@@ -161,7 +169,8 @@ def main() -> None:
         suffix = "" if args.method == "kmeans" else f"_{args.method}"
         runs = [
             run_codebook(x, ds.catalog.fingerprint(), args.levels, c, args.seed,
-                         out / f"{name}{suffix}_C{c}_token_distribution.png", name, args.method)
+                         out / f"{name}{suffix}_C{c}_token_distribution.png", name, args.method,
+                         args.given_k_fraction)
             for c in sizes
         ]
         info = {"dataset": name, "n_items": n, "vectors": how, "levels": args.levels, "method": args.method,

@@ -14,6 +14,8 @@ level-aligned codes ``[n, L]`` -> optional pruning (``pruning``) -> token sequen
 - Items whose (kept) codes collide get an extra disambiguation token ``0..g-1``. Unpruned and
   drop-level codes append it to every item when any collision exists (fixed length); adaptive pruning
   appends it only to colliding items (variable length, EOS-terminated).
+- Pruned tokens stay in the vocabulary (unused; the trie never allows them), so token ids are the
+  same across the pruning variants of one set of codes.
 - A level's codebook is capped at the number of distinct residual vectors (small catalogs; noted in
   the index meta). Pick ``codebook`` per catalog; ``codebook_for(n, levels)`` = round(n^(1/L)) is the
   size at which ``C^L`` equals the catalog size.
