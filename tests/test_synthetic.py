@@ -49,6 +49,9 @@ def test_query_examples_valid_and_targets_share_attributes(tiny_query_dataset):
         for tg in ex.targets:
             assert len(tg) >= 1 and tg.min() >= 0 and tg.max() < len(d.catalog)
             assert len(set(types[tg])) == 1  # every relevant item is the same product type
+        for tg, ng in zip(ex.targets, ex.negatives, strict=True):
+            assert not set(tg) & set(ng)  # hard negatives are never relevant
+            assert len(ng) == 0 or set(types[ng]) == set(types[tg])
         assert (ex.weights >= 1).all()
 
 

@@ -12,7 +12,8 @@ Query kind (``kind="query"``): a click log of ``n_events`` searches over ``n_que
 query intents is split by EVENT 80/10/10 (like a real log split by time: head queries recur in every
 split, most tail queries occur once), then grouped per split into one example per distinct query
 string: targets = the items matching every attribute the query names, weight = its searches in that
-split. Protocol ``log-split``; buckets by training traffic. ``split="query"`` instead splits by
+split. ``negatives`` hold up to 5 items of the same product type that fail a named attribute (hard
+negatives for preference pairs). Protocol ``log-split``; buckets by training traffic. ``split="query"`` instead splits by
 distinct query (no query in two splits; protocol ``query-split``).
 
 History kind (``kind="history"``): ``n_users`` users with 1-2 favourite categories and a preferred
@@ -182,17 +183,25 @@ def _make_search(rng, catalog, attrs, n_queries, n_events, zipf_a, typo_rate, sy
     optional = ["brand", "color", "material", "size"]
     seen: dict[str, int] = {}
     intents_items: list[np.ndarray] = []
+    intents_negs: list[np.ndarray] = []
     query_strings: list[str] = []
-    tries = 0
-    while len(query_strings) < n_queries and tries < n_queries * 20:
-        tries += 1
-        i = int(rng.choice(n_items, p=item_pop))
-        k = int(rng.choice([1, 2, 3], p=[0.45, 0.4, 0.15]))
-        named = list(rng.choice(optional, size=k, replace=False))
-        # Relevant set: every item that agrees on all named attributes.
-        match = attrs["type"] == attrs["type"][i]
+    # Draw candidate intents in bulk (per-draw sampling with p= is slow); duplicates are skipped.
+    n_draw = n_queries * 20
+    seeds = rng.choice(n_items, size=n_draw, p=item_pop)
+    n_named = rng.choice([1, 2, 3], size=n_draw, p=[0.45, 0.4, 0.15])
+    named_order = rng.random((n_draw, len(optional))).argsort(axis=1)
+    type_items = {int(t): np.flatnonzero(attrs["type"] == t) for t in np.unique(attrs["type"])}
+    for draw in range(n_draw):
+        if len(query_strings) >= n_queries:
+            break
+        i = int(seeds[draw])
+        named = [optional[j] for j in named_order[draw, : n_named[draw]]]
+        # Relevant set: every item of the seed's type that agrees on all named attributes.
+        same_type = type_items[int(attrs["type"][i])]
+        ok = np.ones(len(same_type), dtype=bool)
         for a in named:
-            match &= attrs[a] == attrs[a][i]
+            ok &= attrs[a][same_type] == attrs[a][i]
+        match_items, near = same_type[ok], same_type[~ok]
         # Words: synonyms where available.
         c, t = types[int(attrs["type"][i])]
         syns = _CATEGORIES[c][t]
@@ -217,7 +226,10 @@ def _make_search(rng, catalog, attrs, n_queries, n_events, zipf_a, typo_rate, sy
             continue
         seen[q] = len(query_strings)
         query_strings.append(q)
-        intents_items.append(np.flatnonzero(match).astype(np.int64))
+        intents_items.append(match_items.astype(np.int64))
+        # Hard negatives: the same product type, but wrong on a named attribute (for preference pairs).
+        intents_negs.append(np.sort(rng.choice(near, size=min(5, len(near)), replace=False)) if len(near)
+                            else np.zeros(0, dtype=np.int64))
     nq = len(query_strings)
     # Zipf traffic over intents in random order (head queries are not just the shortest ones).
     share = 1.0 / np.arange(1, nq + 1) ** zipf_a
@@ -245,6 +257,7 @@ def _make_search(rng, catalog, attrs, n_queries, n_events, zipf_a, typo_rate, sy
             targets=[intents_items[q] for q in uq],
             queries=[query_strings[q] for q in uq],
             weights=cnt.astype(np.float64),
+            negatives=[intents_negs[q] for q in uq],
             keys=[query_strings[q] for q in uq],
         ))
     return out[0], out[1], out[2], notes
@@ -256,30 +269,36 @@ def _make_histories(rng, catalog, attrs, n_users, zipf_a, max_history):
     n_cats = int(attrs["category"].max()) + 1
     item_pop = 1.0 / np.arange(1, n_items + 1) ** 0.7
     item_pop = item_pop[rng.permutation(n_items)]
-    by_cat = [np.flatnonzero(attrs["category"] == c) for c in range(n_cats)]
+
+    # Sampling pools with popularity-proportional cumulative weights: all items, per category, and
+    # per (category, brand) for brand loyalty. A draw is one searchsorted.
+    def pool(items):
+        return items, np.cumsum(item_pop[items])
+
+    everything = pool(np.arange(n_items))
+    by_cat = [pool(np.flatnonzero(attrs["category"] == c)) for c in range(n_cats)]
+    by_brand = {int(b): pool(np.flatnonzero(attrs["brand"] == b)) for b in np.unique(attrs["brand"])}
     lengths = np.minimum(4 + rng.geometric(0.12, n_users), 50)
     histories, keys = [], []
     for u in range(n_users):
         favs = rng.choice(n_cats, size=int(rng.integers(1, 3)), replace=False)
-        fav_brand = None
+        n = int(lengths[u])
+        r = rng.random((n, 5))
         seq: list[int] = []
-        for _ in range(int(lengths[u])):
-            if rng.random() < 0.1:  # occasional off-profile purchase
-                pool = np.arange(n_items)
+        for step in range(n):
+            if r[step, 0] < 0.1:  # occasional off-profile purchase
+                items, cdf = everything
             else:
-                pool = by_cat[int(rng.choice(favs))]
-                # Brand loyalty: half the time, stay with the brand of the previous in-category item.
-                if fav_brand is not None and rng.random() < 0.5:
-                    same = pool[attrs["brand"][pool] == fav_brand]
-                    if len(same):
-                        pool = same
-            p = item_pop[pool]
-            if seq:  # no immediate repeats
-                p = np.where(pool == seq[-1], 0.0, p)
-            if p.sum() <= 0:
-                pool, p = np.arange(n_items), item_pop.copy()
-            it = int(pool[rng.choice(len(pool), p=p / p.sum())])
-            fav_brand = int(attrs["brand"][it])
+                items, cdf = by_cat[int(favs[int(r[step, 1] * len(favs))])]
+                # Brand loyalty: half the time, stay with the brand of the previous item (same category).
+                if seq and r[step, 2] < 0.5:
+                    b = int(attrs["brand"][seq[-1]])
+                    if attrs["category"][seq[-1]] == attrs["category"][items[0]] and len(by_brand[b][0]) > 1:
+                        items, cdf = by_brand[b]
+            it = int(items[np.searchsorted(cdf, r[step, 3] * cdf[-1], side="right").clip(max=len(items) - 1)])
+            if seq and it == seq[-1]:  # no immediate repeats: one redraw from the whole catalog
+                it = int(everything[0][np.searchsorted(everything[1], r[step, 4] * everything[1][-1], side="right")
+                                      .clip(max=n_items - 1)])
             seq.append(it)
         histories.append(np.array(seq, dtype=np.int64))
         keys.append(f"user{u:06d}")

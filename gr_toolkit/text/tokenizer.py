@@ -32,6 +32,7 @@ class SentencePieceTokenizer:
         self._proto = bytes(model_proto)
         self._sp = spm.SentencePieceProcessor(model_proto=self._proto)
         self.notes: list[str] = list(notes or [])
+        self.seed: int | None = None
 
     # ------------------------------------------------------------------ building
     @classmethod
