@@ -48,3 +48,36 @@ def binary_tree_index(n_items: int = 8) -> CodeIndex:
 
 def tiny_catalog(n_items: int = 8) -> Catalog:
     return Catalog("tiny", [f"item{i}" for i in range(n_items)])
+
+
+def digit_tree_index(catalog: Catalog, k: int = 4, seed: int = 0) -> CodeIndex:
+    """A k-ary tree over a random item order (base-k digits of the position): every node its own token,
+    leaf token = item id, internal tokens numbered after the items. Valid for any catalog size."""
+    n = len(catalog)
+    depth = 1
+    while k**depth < n:
+        depth += 1
+    depth = max(depth, 2)
+    pos = np.random.default_rng(seed).permutation(n)
+    digits = np.stack([(pos // k ** (depth - 1 - lv)) % k for lv in range(depth)], axis=1)
+    codes = np.zeros((n, depth), dtype=np.int64)
+    token_parent: list[int] = [-1] * n
+    token_level: list[int] = [depth - 1] * n
+    node_of: dict[tuple, int] = {}
+    for i in range(n):
+        prev = -1
+        for lv in range(depth - 1):
+            key = tuple(digits[i, : lv + 1])
+            if key not in node_of:
+                node_of[key] = n + len(node_of)
+                token_parent.append(prev)
+                token_level.append(lv)
+            codes[i, lv] = prev = node_of[key]
+        codes[i, depth - 1] = i
+        token_parent[i] = prev
+    vocab = n + len(node_of)
+    return CodeIndex(
+        scheme="seater", codes=codes, lengths=np.full(n, depth), vocab_size=vocab,
+        token_parent=np.array(token_parent), token_level=np.array(token_level),
+        catalog_fingerprint=catalog.fingerprint(), leaf_is_item=True,
+    )

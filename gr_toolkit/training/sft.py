@@ -1,0 +1,254 @@
+"""Supervised training of a small ``GenerativeRetriever`` (SEATER and friends) with loss plug-ins.
+
+One epoch = one pass over the training (source, target item) pairs (``Examples.pairs``), shuffled, or
+drawn in proportion to example weights with ``weighted``. Each batch is encoded once, decoded with
+teacher forcing once, and every loss plug-in reads the shared ``LossContext``. After each epoch the
+model retrieves the VALIDATION split with constrained beam search; the best epoch (``select_metric``)
+is kept in ``RUN/model.safetensors``, training stops after ``patience`` epochs without improvement,
+and the last epoch is checkpointed (optimizer and RNG states included) so an interrupted run resumes
+where it stopped when ``train_model`` is called again with the same run directory and setup.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from gr_toolkit.artifacts import ArtifactError
+from gr_toolkit.data.types import Dataset
+from gr_toolkit.evaluation.metrics import evaluate_rankings
+from gr_toolkit.identifiers.base import ItemIndex
+from gr_toolkit.losses.base import LossContext
+from gr_toolkit.models.base import MODELS, GenerativeRetriever
+from gr_toolkit.retrieval.retriever import resolve_device, retrieve_items
+from gr_toolkit.training.config import TrainConfig
+from gr_toolkit.training.run import RunDir, loss_modules
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_epoch: int | None
+    best_value: float | None
+    epochs_done: int
+    train_seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    return np.random.default_rng(seed)
+
+
+def model_name_of(model: GenerativeRetriever) -> str:
+    for name in MODELS.names():
+        if type(model) is MODELS.get(name):
+            return name
+    raise ValueError(f"{type(model).__name__} is not registered in MODELS; pass model_name=")
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(), disable=not enabled, transient=False,
+    )
+
+
+def validate_model(
+    model: GenerativeRetriever, index: ItemIndex, dataset: Dataset, featurizer: Any, config: TrainConfig,
+    subset: np.ndarray | None, device: torch.device,
+) -> dict[str, float]:
+    """Validation metrics (overall) with beam search; K up to the selection metric's cut-off."""
+    examples = dataset.valid if subset is None else dataset.valid.subset(subset)
+    k = int(config.select_metric.split("@")[1]) if "@" in config.select_metric else 10
+    ks = sorted({k, 10, 50} & set(range(1, config.eval_beam + 1))) or [k]
+    ks = sorted(set(ks) | {k})
+    items, _ = retrieve_items(model, index, featurizer, examples, top_k=max(ks), beam_size=max(config.eval_beam, k),
+                              batch_size=config.eval_batch_size, device=device)
+    m = evaluate_rankings(items, examples.targets, ks)["all"]
+    return {name: v for name, v in m.items() if name != "n"}
+
+
+def _check_resumable(man: dict[str, Any], model_name: str, model_cfg: dict, train_cfg: dict, fingerprint: str) -> None:
+    problems = []
+    if man.get("model") != model_name:
+        problems.append(f"model {man.get('model')!r} vs {model_name!r}")
+    if man.get("model_config") != model_cfg:
+        problems.append("model config differs")
+    ignore = {"epochs", "patience", "progress", "device", "threads", "eval_batch_size"}  # may change on resume
+    a = {k: v for k, v in man.get("train_config", {}).items() if k not in ignore}
+    b = {k: v for k, v in train_cfg.items() if k not in ignore}
+    if a != b:
+        diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        problems.append(f"train config differs in {', '.join(diff)}")
+    if man.get("catalog_fingerprint") != fingerprint:
+        problems.append("catalog differs")
+    if problems:
+        raise ArtifactError(
+            f"{man.get('_path', 'run directory')} holds a run with a different setup ({'; '.join(problems)}): "
+            "use a new --out to start over"
+        )
+
+
+def train_model(
+    model: GenerativeRetriever,
+    index: ItemIndex,
+    dataset: Dataset,
+    featurizer: Any,
+    losses: list[Any],
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    model_name: str | None = None,
+    index_source: str | Path | None = None,
+    resume: bool = True,
+    log: Any = print,
+) -> TrainResult:
+    """Train ``model`` on ``dataset.train``, select on ``dataset.valid``, write the run to ``out_dir``.
+
+    On return ``model`` holds the best weights. ``losses`` are loss plug-ins (``build_losses``).
+    """
+    if index.catalog_fingerprint != dataset.catalog.fingerprint():
+        raise ArtifactError(
+            f"the index was built for a different catalog (fingerprint {index.catalog_fingerprint}) than "
+            f"dataset {dataset.name!r} ({dataset.catalog.fingerprint()}): rebuild it with `gr-toolkit index {dataset.name}`"
+        )
+    if len(dataset.train) == 0:
+        raise ValueError(f"dataset {dataset.name!r} has no training examples")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    model_name = model_name or model_name_of(model)
+    device = resolve_device(config.device)
+    rng = seed_everything(config.seed)
+    model.to(device)
+    loss_mods = loss_modules(losses).to(device)
+    params = list(model.parameters()) + list(loss_mods.parameters())
+    optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+    run = RunDir(out_dir)
+    model_cfg = dataclasses.asdict(model.config) if dataclasses.is_dataclass(getattr(model, "config", None)) else {}
+    train_cfg = dataclasses.asdict(config)
+    fingerprint = dataset.catalog.fingerprint()
+    start_epoch, best, bad, elapsed = 0, None, 0, 0.0
+    if run.exists() and resume:
+        man = run.read_manifest()
+        man["_path"] = str(run.path)
+        _check_resumable(man, model_name, model_cfg, train_cfg, fingerprint)
+        if run.has_checkpoint():
+            state = run.load_checkpoint(model, loss_mods, optimizer, rng, device)
+            start_epoch, best, bad, elapsed = state["epoch"], state["best"], state["bad_epochs"], state["train_seconds"]
+            run.truncate_history(start_epoch)
+            log(f"resuming {run.path} after epoch {start_epoch}")
+        if man.get("status") == "finished" and (start_epoch >= config.epochs or man.get("stopped_early")):
+            run.load_best(model, device)
+            return _result(run, best, start_epoch, elapsed, man.get("stopped_early", False))
+        run.update_manifest(status="training", train_config=train_cfg)
+    else:
+        run.create(model_name=model_name, model_config=model_cfg, train_config=train_cfg, dataset=dataset.name,
+                   catalog_fingerprint=fingerprint, index=index,
+                   index_source=str(Path(index_source).resolve()) if index_source else None, featurizer=featurizer)
+
+    ex_idx, items = dataset.train.pairs()
+    pair_w = np.asarray(dataset.train.weights, dtype=np.float64)[ex_idx]
+    n_pairs = len(items)
+    steps = (n_pairs + config.batch_size - 1) // config.batch_size
+    if config.max_steps_per_epoch:
+        steps = min(steps, config.max_steps_per_epoch)
+    valid_subset = None
+    if config.eval_max_examples and len(dataset.valid) > config.eval_max_examples:
+        valid_subset = np.sort(np.random.default_rng(config.seed).choice(len(dataset.valid), config.eval_max_examples,
+                                                                          replace=False))
+    stopped_early = False
+    last_epoch = start_epoch
+    with _progress(config.progress) as bar:
+        epoch_task = bar.add_task("epochs", total=config.epochs, completed=start_epoch, info="")
+        for epoch in range(start_epoch + 1, config.epochs + 1):
+            t0 = time.perf_counter()
+            last_epoch = epoch
+            order = (rng.choice(n_pairs, n_pairs, p=pair_w / pair_w.sum()) if config.weighted
+                     else rng.permutation(n_pairs))
+            sums: dict[str, float] = defaultdict(float)
+            model.train()
+            loss_mods.train()
+            step_task = bar.add_task(f"epoch {epoch}", total=steps, info="")
+            for step in range(steps):
+                sel = order[step * config.batch_size:(step + 1) * config.batch_size]
+                parts = train_step(model, index, dataset, featurizer, losses, ex_idx[sel], items[sel], device)
+                total = sum(lo.weight * parts[lo.name] for lo in losses)
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                if config.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+                optimizer.step()
+                sums["total"] += float(total.detach())
+                for name, v in parts.items():
+                    sums[name] += float(v.detach())
+                bar.update(step_task, advance=1, info=f"loss {sums['total'] / (step + 1):.4f}")
+            bar.remove_task(step_task)
+            train_s = time.perf_counter() - t0
+            elapsed += train_s
+            record: dict[str, Any] = {"epoch": epoch, "train_seconds": round(train_s, 3),
+                                      **{f"loss_{k}": v / max(steps, 1) for k, v in sums.items()}}
+            improved = False
+            if epoch % config.eval_every == 0 or epoch == config.epochs:
+                t1 = time.perf_counter()
+                val = validate_model(model, index, dataset, featurizer, config, valid_subset, device)
+                record["valid"] = val
+                record["valid_seconds"] = round(time.perf_counter() - t1, 3)
+                value = val[config.select_metric]
+                if best is None or value > best["value"]:
+                    best = {"epoch": epoch, "metric": config.select_metric, "value": value}
+                    bad, improved = 0, True
+                    run.save_best(model, loss_mods)
+                else:
+                    bad += 1
+            elif best is None:
+                run.save_best(model, loss_mods)  # something to load before the first evaluation
+            run.append_history(record)
+            done = config.patience > 0 and bad >= config.patience
+            run.save_checkpoint(model, loss_mods, optimizer,
+                                {"epoch": epoch, "best": best, "bad_epochs": bad, "train_seconds": elapsed}, rng)
+            run.update_manifest(epochs_done=epoch, best=best, train_seconds=round(elapsed, 3))
+            info = f"{config.select_metric} {record['valid'][config.select_metric]:.4f}" if "valid" in record else ""
+            bar.update(epoch_task, advance=1, info=info + (" *" if improved else ""))
+            log(f"epoch {epoch}: " + ", ".join(f"{k}={v:.4f}" for k, v in record.items() if k.startswith("loss_"))
+                + (f", valid {info}" if info else "") + (" (best)" if improved else ""))
+            if done:
+                stopped_early = True
+                log(f"early stop: no better {config.select_metric} for {bad} evaluations (best epoch {best['epoch']})")
+                break
+    run.update_manifest(status="finished", stopped_early=stopped_early)
+    run.load_best(model, device)
+    return _result(run, best, last_epoch, elapsed, stopped_early)
+
+
+def _result(run: RunDir, best: dict | None, epochs: int, elapsed: float, stopped: bool) -> TrainResult:
+    return TrainResult(run.path, best["epoch"] if best else None, best["value"] if best else None,
+                       int(run.read_manifest().get("epochs_done", epochs)), elapsed, run.read_history(), stopped)
+
+
+def train_step(
+    model: GenerativeRetriever, index: ItemIndex, dataset: Dataset, featurizer: Any, losses: list[Any],
+    example_ids: np.ndarray, target_items: np.ndarray, device: torch.device,
+) -> dict[str, torch.Tensor]:
+    """Forward pass of one batch: encode once, teacher-forced decode once, every loss on the shared context."""
+    batch = featurizer.batch(dataset.train, example_ids).to(device)
+    targets = index.decoder_targets(target_items).to(device)
+    memory = model.encode(batch)
+    dec_in = torch.cat([targets.new_full((len(targets), 1), index.bos_id), targets[:, :-1]], dim=1)
+    hidden = model.decode(memory, batch, dec_in)
+    ctx = LossContext(model, index, batch, torch.as_tensor(target_items, device=device), targets, memory, hidden)
+    return {lo.name: lo(ctx) for lo in losses}

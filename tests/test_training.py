@@ -1,0 +1,125 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gr_toolkit.artifacts import ArtifactError
+from gr_toolkit.data.featurize import FeaturizerConfig, SourceFeaturizer
+from gr_toolkit.data.synthetic import make_synthetic
+from gr_toolkit.losses import build_losses
+from gr_toolkit.models.seater import SeaterConfig, SeaterModel
+from gr_toolkit.retrieval.retriever import GenerativeRetrieverRunner
+from gr_toolkit.training.config import TrainConfig
+from gr_toolkit.training.sft import train_model, train_step
+from tests.seater_helpers import digit_tree_index
+
+TINY = SeaterConfig(d_model=16, heads=2, ffn=32, dropout=0.1)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.set_num_threads(1)
+    ds = make_synthetic(seed=0, n_items=40, n_queries=120, n_events=600, n_users=150, kind="history")
+    idx = digit_tree_index(ds.catalog, k=4)
+    fz = SourceFeaturizer(FeaturizerConfig()).fit(ds)
+    return ds, idx, fz
+
+
+def _cfg(**kw):
+    base = dict(epochs=2, batch_size=64, eval_beam=8, progress=False, max_steps_per_epoch=4, threads=1,
+                eval_max_examples=40)
+    return TrainConfig(**{**base, **kw})
+
+
+def _fresh(idx, fz, cfg, seed=0):
+    torch.manual_seed(seed)
+    m = SeaterModel.build(idx, fz, TINY)
+    return m, build_losses(cfg.loss_names(), m.hidden_size, cfg.loss_options())
+
+
+def test_a_few_steps_reduce_the_loss(setup):
+    ds, idx, fz = setup
+    cfg = _cfg()
+    m, losses = _fresh(idx, fz, cfg)
+    m.eval()  # no dropout: the same batch must get a lower loss after a few steps
+    opt = torch.optim.Adam(list(m.parameters()) + list(losses[2].parameters()), lr=1e-2)
+    ex, items = ds.train.pairs()
+    sel = np.arange(64)
+
+    def total():
+        torch.manual_seed(0)  # same rank-loss negatives each time
+        parts = train_step(m, idx, ds, fz, losses, ex[sel], items[sel], torch.device("cpu"))
+        return sum(lo.weight * parts[lo.name] for lo in losses)
+
+    before = float(total().detach())
+    for _ in range(15):
+        opt.zero_grad()
+        total().backward()
+        opt.step()
+    assert float(total().detach()) < 0.8 * before
+
+
+def test_train_save_load_retrieve_round_trip(setup, tmp_path):
+    ds, idx, fz = setup
+    cfg = _cfg()
+    m, losses = _fresh(idx, fz, cfg)
+    res = train_model(m, idx, ds, fz, losses, cfg, tmp_path / "run", log=lambda *_: None)
+    assert res.epochs_done == 2 and res.best_epoch in (1, 2)
+    man = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert man["status"] == "finished" and man["model"] == "seater"
+    hist = [json.loads(x) for x in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in hist] == [1, 2] and "recall@10" in hist[0]["valid"]
+    runner = GenerativeRetrieverRunner.load(tmp_path / "run", device="cpu")
+    items, scores = runner.retrieve(ds.test, top_k=5, beam_size=8, batch_size=32)
+    assert items.shape == (len(ds.test), 5)
+    assert ((items >= 0) & (items < len(ds.catalog))).all()
+    assert all(len(set(r)) == 5 for r in items.tolist())
+    assert (np.diff(scores, axis=1) <= 1e-6).all()
+    # the loaded model reproduces the in-memory best model
+    m.eval()
+    batch = fz.batch(ds.test, np.arange(4))
+    torch.testing.assert_close(runner.model.encode(batch)["states"], m.encode(batch)["states"])
+    out = runner.evaluate(ds, "test", ks=[1, 5], beam_size=8)
+    assert set(out["metrics"]) == {"all", "head", "torso", "tail"}
+    assert 0.0 <= out["metrics"]["all"]["recall@5"] <= 1.0
+
+
+def test_resume_continues_from_the_saved_epoch(setup, tmp_path):
+    ds, idx, fz = setup
+    logs = []
+    # uninterrupted 2 epochs
+    cfg2 = _cfg(patience=0)
+    m_full, l_full = _fresh(idx, fz, cfg2)
+    train_model(m_full, idx, ds, fz, l_full, cfg2, tmp_path / "full", log=lambda *_: None)
+    # 1 epoch, then "restart" with epochs=2 in the same directory
+    m1, l1 = _fresh(idx, fz, cfg2)
+    train_model(m1, idx, ds, fz, l1, _cfg(epochs=1, patience=0), tmp_path / "part", log=lambda *_: None)
+    m2, l2 = _fresh(idx, fz, cfg2, seed=123)  # different init: must be overwritten by the checkpoint
+    res = train_model(m2, idx, ds, fz, l2, cfg2, tmp_path / "part", log=logs.append)
+    assert any("after epoch 1" in str(x) for x in logs)
+    assert res.epochs_done == 2
+    hist = [json.loads(x) for x in (tmp_path / "part" / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in hist] == [1, 2]
+    full_hist = [json.loads(x) for x in (tmp_path / "full" / "history.jsonl").read_text().splitlines()]
+    assert hist[1]["loss_total"] == pytest.approx(full_hist[1]["loss_total"], rel=1e-5)
+    from safetensors.torch import load_file
+
+    a = load_file(str(tmp_path / "full" / "checkpoint" / "model.safetensors"))
+    b = load_file(str(tmp_path / "part" / "checkpoint" / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)
+
+
+def test_resume_refuses_a_different_setup_and_bad_index(setup, tmp_path):
+    ds, idx, fz = setup
+    cfg = _cfg(epochs=1)
+    m, losses = _fresh(idx, fz, cfg)
+    train_model(m, idx, ds, fz, losses, cfg, tmp_path / "run", log=lambda *_: None)
+    with pytest.raises(ArtifactError, match="different setup"):
+        train_model(m, idx, ds, fz, losses, _cfg(epochs=1, lr=0.5), tmp_path / "run", log=lambda *_: None)
+    other = make_synthetic(seed=1, n_items=30, n_queries=50, n_events=200, n_users=60, kind="history")
+    with pytest.raises(ArtifactError, match="different catalog"):
+        train_model(m, idx, other, fz, losses, cfg, tmp_path / "run2", log=lambda *_: None)
+    with pytest.raises(ArtifactError, match="does not exist"):
+        GenerativeRetrieverRunner.load(tmp_path / "nope")
