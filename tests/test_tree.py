@@ -77,6 +77,8 @@ def test_balanced_tree_contract(n, k, layout):
 def test_balanced_tree_contract_random_shapes(n, k, layout):
     t = build_tree(None, n, TreeConfig(k=k, layout=layout, splitter="random"))
     check_tree(t.codes, t.lengths, t.token_parent, t.token_level, n, k, sizes=t.token_size)
+    if layout == "compact" and k >= 3:  # the compact layout never needs single-child padding
+        assert t.stats["single_child_nodes"] == 0
 
 
 def test_depth_and_children_counts():
@@ -230,3 +232,22 @@ def test_centroids_helper_matches_means_per_level():
     for tok in range(n, t.vocab_size):
         lv = t.token_level[tok]
         np.testing.assert_allclose(c[tok - n], x[t.codes[:, lv] == tok].mean(0), rtol=1e-5, atol=1e-5)
+
+
+def test_tree_build_bench_smoke(tmp_path):
+    """The benchmark runs end to end on tiny sizes and records fast vs exact."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from gr_toolkit.cli.main import app
+
+    out = tmp_path / "tb.json"
+    res = CliRunner().invoke(app, ["bench", "tree-build", "--sizes", "300", "--dim", "8", "--k", "4",
+                                   "--components", "10", "--exact-budget-s", "60", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rec = json.loads(out.read_text())
+    row = rec["sizes"][0]
+    assert row["fast_tree"]["depth"] == tree_depth(300, 4)
+    assert row["top_split"]["ss_ratio_fast_over_exact"] <= 1.05
+    assert rec["command"] and rec["machine"]["cpu_count"] and out.with_suffix(".md").exists()

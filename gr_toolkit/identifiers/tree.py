@@ -267,9 +267,17 @@ class _NoProgress:
 def _progress(enabled: bool):
     if not enabled:
         return _NoProgress()
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    # stderr: stdout carries command output (summaries, JSON) that users pipe.
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    )
 
 
 def _blas_limit(threads: int | None):
