@@ -72,8 +72,8 @@ def graded_pairs(examples: Examples, min_gap: float = 0.0, max_per_example: int 
             grades = np.concatenate([grades, np.full(len(neg), -np.inf)])
         if len(items) < 2:
             continue
-        gap = grades[:, None] - grades[None, :]  # [a, b]: a preferred over b when gap > min_gap
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore"):  # -inf - -inf (two negatives) is nan: never a pair
+            gap = grades[:, None] - grades[None, :]  # [a, b]: a preferred over b when gap > min_gap
             ok = (gap > min_gap) & (items[:, None] != items[None, :])
         a, b = np.nonzero(ok)
         if not len(a):
