@@ -86,3 +86,29 @@ def test_write_report(tmp_path):
     assert data["tables"]["before"]["is_sandglass"] is True
     assert data["tables"]["before"]["levels"][1]["top1_share"] == 1.0
     assert "`x --y`" in m.read_text() and "| 1 | 4 | 64 | 1 |" in m.read_text()
+
+
+def test_diagnose_index_works_for_trees_and_rq_tokens():
+    from gr_toolkit.data.types import Catalog
+    from gr_toolkit.identifiers.codes import CodeIndex
+    from gr_toolkit.identifiers.sandglass import diagnose_index
+
+    # a 2-level tree: nodes 0,1 at depth 0; leaves 2..5 at depth 1 (children 2,3 of 0 and 4,5 of 1)
+    tree = CodeIndex(
+        scheme="t", codes=np.array([[0, 2], [0, 3], [1, 4], [1, 5]]), lengths=np.array([2, 2, 2, 2]), vocab_size=6,
+        token_parent=np.array([-1, -1, 0, 0, 1, 1]), token_level=np.array([0, 0, 1, 1, 1, 1]),
+        catalog_fingerprint=Catalog("c", ["a", "b", "c", "d"]).fingerprint(),
+    )
+    t = diagnose_index(tree)
+    assert [s.codebook for s in t.levels] == [2, 4]
+    assert t.levels[0].gini == 0.0 and t.levels[1].top1_share == 0.25
+    # per-level RQ tokens with level offsets, interleaved level ids: same table as the raw codes
+    from gr_toolkit.identifiers.rq_tokens import assemble
+
+    lay = assemble(HAND, [2, 4, 4])
+    idx = CodeIndex(
+        scheme="rq", codes=lay.codes, lengths=lay.lengths, vocab_size=lay.vocab_size,
+        token_parent=lay.token_parent, token_level=lay.token_level,
+        catalog_fingerprint=Catalog("c", ["a", "b", "c", "d"]).fingerprint(),
+    )
+    assert diagnose_index(idx).to_dict() == diagnose(HAND, [2, 4, 4]).to_dict()

@@ -255,3 +255,32 @@ def _jsonable(v: Any) -> Any:
     if hasattr(v, "tolist"):
         return v.tolist()
     raise TypeError(f"not JSON serialisable: {type(v)}")
+
+
+def level_aligned_codes(codes: np.ndarray, token_level: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """Any ``CodeIndex``'s token codes as a level-aligned table (token rank within its level, -1 absent).
+
+    Works for per-level codebooks (``token_level`` = RQ level) and trees (``token_level`` = depth: every
+    node is an "entry" of its depth), so the same diagnostics compare RQ codes with a SEATER tree.
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    token_level = np.asarray(token_level, dtype=np.int64)
+    n_levels = int(token_level.max()) + 1 if len(token_level) else 0
+    sizes = np.bincount(token_level, minlength=n_levels)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    order = np.argsort(token_level, kind="stable")
+    rank = np.empty(len(token_level), dtype=np.int64)
+    rank[order] = np.arange(len(token_level)) - starts[token_level[order]]
+    rows, cols = np.nonzero(codes >= 0)
+    toks = codes[rows, cols]
+    lv = token_level[toks]
+    if len(np.unique(rows * max(n_levels, 1) + lv)) != len(rows):
+        raise ValueError("an identifier carries two tokens of the same level; it has no level-aligned form")
+    out = np.full((codes.shape[0], n_levels), -1, dtype=np.int64)
+    out[rows, lv] = rank[toks]
+    return out, [int(s) for s in sizes]
+
+
+def diagnose_index(index) -> DiagnosticsTable:
+    """Per-level diagnostics of any ``CodeIndex`` (levels from its ``token_level``)."""
+    return diagnose(*level_aligned_codes(index.codes, index.token_level))
