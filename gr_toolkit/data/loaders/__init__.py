@@ -19,7 +19,24 @@ from gr_toolkit.paths import data_dir as resolve_data_dir
 from gr_toolkit.registry import Registry
 
 Loader = Callable[..., Dataset]
-DATASETS: Registry[Loader] = Registry("dataset")
+
+
+class _DatasetRegistry(Registry[Loader]):
+    """Imports a loader module on first use, so ``DATASETS.get("beauty")`` works without importing
+    every loader (and pandas) when the package is imported."""
+
+    def get(self, name: str) -> Loader:
+        if name not in self._items:
+            if name not in _MODULES:
+                raise KeyError(f"unknown dataset {name!r}; known: {', '.join(self.names())}")
+            importlib.import_module(_MODULES[name])
+        return super().get(name)
+
+    def names(self) -> list[str]:
+        return sorted(set(_MODULES) | set(self._items))
+
+
+DATASETS: _DatasetRegistry = _DatasetRegistry("dataset")
 
 # Names whose loader takes a user path after a colon.
 PATH_DATASETS = ("esci", "jsonl")
