@@ -119,3 +119,9 @@ def test_index_on_the_builtin_synthetic_dataset(tmp_path):
     assert res.exit_code == 0, res.output
     idx = load_index(out)
     assert idx.n_items == 2000 and (idx.lengths == 3).all()
+
+
+def test_show_options_lists_scheme_fields(tiny):
+    res = run("tiny", "--scheme", "seater", "--show-options", "--k", "5")
+    assert res.exit_code == 0, res.output
+    assert "--k 5" in res.output and "--exact-below 1000" in res.output

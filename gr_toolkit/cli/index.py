@@ -115,15 +115,17 @@ def index(
     ctx: typer.Context,
     dataset: str = typer.Argument(..., help="dataset name (synthetic, beauty, homedepot, esci:PATH, jsonl:PATH, ...)"),
     scheme: str | None = typer.Option(None, "--scheme", help="seater | rq | lexical | seater-imbalanced | seater-random | random | atomic"),
-    out: Path = typer.Option(..., "--out", help="output directory of the index"),
-    vectors: Path | None = typer.Option(None, "--vectors", help="item vectors .npy [n_items, dim] (default: text vectors)"),
+    out: Path | None = typer.Option(None, "--out", help="output directory of the index (required to build)"),
+    vectors: Path | None = typer.Option(None, "--vectors", help="item vectors .npy, shape (n_items, dim); default: text vectors"),
     config: Path | None = typer.Option(None, "--config", help="YAML file of scheme options (see indexes/configs/)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing, non-empty --out"),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="data root (default $GR_DATA_DIR, then ../shared/data)"),
     data_seed: int = typer.Option(0, "--data-seed", help="seed passed to the dataset loader (synthetic data, splits)"),
     report: bool = typer.Option(False, "--report", help="also write the scheme's diagnostics report into --out"),
+    show_options: bool = typer.Option(False, "--show-options", help="list the scheme's options and defaults, then exit"),
 ) -> None:
-    """Build an identifier index for DATASET's catalog. Extra --key value pairs set scheme options."""
+    """Build an identifier index for DATASET's catalog. Extra --key value pairs set scheme options
+    (e.g. --k 8 --splitter exact); --show-options lists them."""
     from gr_toolkit.artifacts import ArtifactError
     from gr_toolkit.data.types import DataError
 
@@ -135,6 +137,13 @@ def index(
             _fail("--scheme is required (or a --config file with a 'scheme:' key)")
         cls = scheme_class(scheme)
         cfg = scheme_config(scheme, overrides, config)  # validate options before any slow work
+        if show_options:
+            typer.echo(f"options of scheme {scheme!r} ({type(cfg).__name__}); current values:")
+            for key, value in to_dict(cfg).items():
+                typer.echo(f"  --{key.replace('_', '-')} {value}")
+            return
+        if out is None:
+            _fail("--out DIR is required")
         if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
             _fail(f"{out} already exists and is not empty (pass --overwrite to replace it)")
 
