@@ -55,6 +55,29 @@ def stage_counts(codes: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
     return [level_counts(codes, lvl, c) for lvl, c in enumerate(sizes)]
 
 
+def residual_norms_by_token_rank(x: np.ndarray, rq) -> list[dict[str, float]]:
+    """Per level: mean norm of the residual ENTERING the level for items routed by the level's most
+    frequent 10% of entries (at least 1) vs all other items (evidence for why a level concentrates: k-means on residuals
+    gathers the many small residuals in a few central entries)."""
+    r = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    out = []
+    for lvl, book in enumerate(rq.codebooks):
+        codes = rq.codes[:, lvl]
+        norms = np.linalg.norm(r, axis=1)
+        counts = np.bincount(codes, minlength=len(book))
+        k = max(1, int(np.ceil(0.1 * len(book))))
+        top = np.isin(codes, np.argsort(-counts, kind="stable")[:k])
+        out.append({
+            "level": lvl,
+            "top_entries": k,
+            "mean_norm_top_items": float(norms[top].mean()),
+            "mean_norm_other_items": float(norms[~top].mean()) if (~top).any() else float("nan"),
+            "top_entries_item_share": float(top.mean()),
+        })
+        r = r - book[codes]
+    return out
+
+
 def run_codebook(x: np.ndarray, fingerprint: str, levels: int, codebook: int, seed: int, png: Path,
                  dataset: str, method: str, forced_k_fraction: float = 0.1) -> dict[str, Any]:
     cfg = RQConfig(levels=levels, codebook=codebook, seed=seed, method=method)
@@ -93,6 +116,7 @@ def run_codebook(x: np.ndarray, fingerprint: str, levels: int, codebook: int, se
             tag = f"adaptive, rule K={decision['top_k']}" if label == "adaptive" else label
             tables[f"after {tag}"] = diagnose(codes_after, sizes_after)
             counts[f"after {tag}"] = stage_counts(codes_after, sizes_after)
+    mechanism = residual_norms_by_token_rank(x, rq) if method == "kmeans" else None
     plot_rank_frequency(
         counts, png,
         title=f"{dataset}: RQ-{method} L={levels} C={codebook} ({len(x)} items), items per token by level",
@@ -108,6 +132,7 @@ def run_codebook(x: np.ndarray, fingerprint: str, levels: int, codebook: int, se
         "variants": variants,
         "tables": {k: v.to_dict() for k, v in tables.items()},
         "plot": str(png),
+        "residual_norms": mechanism,
         "_tables": tables,
     }
 
@@ -128,6 +153,12 @@ def markdown(name: str, info: dict[str, Any], runs: list[dict[str, Any]]) -> str
                      + ", ".join(f"{m:.4f}" for m in r["recon_mse"]) + f"; quantisation {r['quantize_seconds']} s.")
         for n in r["notes"]:
             lines.append(f"\nNote: {n}")
+        if r.get("residual_norms"):
+            lines.append("\nMean norm of the residual entering each level, items routed by its most frequent "
+                         "10% of entries (share of items in brackets) vs the rest: " + "; ".join(
+                             f"L{m['level']}: {m['mean_norm_top_items']:.3f} ({m['top_entries_item_share']:.2f}) "
+                             f"vs {m['mean_norm_other_items']:.3f}"
+                             for m in r["residual_norms"]) + ".")
         lines.append("\n| identifiers | vocab | disamb. tokens | items with one | length min/mean/max | pruning |")
         lines.append("|---|---:|---:|---:|---|---|")
         for mode, v in r["variants"].items():
