@@ -7,6 +7,7 @@ import torch
 from gr_toolkit.artifacts import ArtifactError
 from gr_toolkit.data.featurize import FeaturizerConfig, SourceFeaturizer
 from gr_toolkit.data.synthetic import make_synthetic
+from gr_toolkit.data.types import DataError
 from gr_toolkit.losses import build_losses
 from gr_toolkit.models.seater import SeaterConfig, SeaterModel
 from gr_toolkit.retrieval.retriever import GenerativeRetrieverRunner
@@ -80,6 +81,8 @@ def test_train_save_load_retrieve_round_trip(setup, tmp_path):
     m.eval()
     batch = fz.batch(ds.test, np.arange(4))
     torch.testing.assert_close(runner.model.encode(batch)["states"], m.encode(batch)["states"])
+    with pytest.raises(DataError, match="cannot take query text"):
+        runner.retrieve_text(["red shoes"])
     out = runner.evaluate(ds, "test", ks=[1, 5], beam_size=8)
     assert set(out["metrics"]) == {"all", "head", "torso", "tail"}
     assert 0.0 <= out["metrics"]["all"]["recall@5"] <= 1.0

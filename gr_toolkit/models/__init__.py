@@ -9,7 +9,23 @@ Contract for a registered model class (what the trainer, the run directory and t
   ``build`` with the saved config must recreate exactly the same parameter names and shapes.
 """
 
+import importlib
+
 from gr_toolkit.models.base import MODELS, GenerativeRetriever, SourceBatch
 from gr_toolkit.models.seater import SeaterConfig, SeaterModel
 
-__all__ = ["MODELS", "GenerativeRetriever", "SourceBatch", "SeaterConfig", "SeaterModel"]
+#: Modules that register further models; imported on first use (transformers takes seconds to import).
+LAZY_MODELS = {"t5": "gr_toolkit.models.hf_seq2seq", "causal": "gr_toolkit.models.hf_causal"}
+
+
+def model_class(name: str) -> type:
+    """The registered model class ``name`` (importing its module when it is one of ``LAZY_MODELS``)."""
+    if name not in MODELS and name in LAZY_MODELS:
+        importlib.import_module(LAZY_MODELS[name])
+    if name not in MODELS:
+        known = sorted(set(MODELS.names()) | set(LAZY_MODELS))
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(known)}")
+    return MODELS.get(name)
+
+
+__all__ = ["MODELS", "LAZY_MODELS", "GenerativeRetriever", "SourceBatch", "SeaterConfig", "SeaterModel", "model_class"]

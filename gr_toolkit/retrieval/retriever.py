@@ -19,7 +19,7 @@ from gr_toolkit.data.types import DataError, Dataset, Examples
 from gr_toolkit.decoding.beam_search import beam_search
 from gr_toolkit.evaluation.metrics import DEFAULT_KS, evaluate_rankings
 from gr_toolkit.identifiers.base import ItemIndex, load_index
-from gr_toolkit.models.base import MODELS, GenerativeRetriever, SourceBatch
+from gr_toolkit.models.base import GenerativeRetriever, SourceBatch
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -103,7 +103,9 @@ class GenerativeRetrieverRunner:
         if index.catalog_fingerprint != man["catalog_fingerprint"]:
             raise ArtifactError(f"{run.index_dir}: index copy does not match the run's catalog")
         featurizer = SourceFeaturizer.load(run.featurizer_dir)
-        model_cls = MODELS.get(man["model"])
+        from gr_toolkit.models import model_class
+
+        model_cls = model_class(man["model"])
         config = from_dict(model_cls.config_class, man["model_config"], where=f"{run.manifest_path}:model_config")
         model = model_cls.build(index, featurizer, config)
         dev = resolve_device(device)

@@ -255,3 +255,70 @@ def build_pairs(model: GenerativeRetriever, index: Any, featurizer: Any, example
     if out is None or len(out) == 0:
         raise ValueError(f"no preference pairs from sources {sources} (graded needs target_grades/negatives)")
     return out
+
+
+def run_dpo_stage(run_dir: str | Path, dataset: Any, config: DPOTrainConfig | None = None,
+                  out_dir: str | Path | None = None, log: Any = print) -> Path:
+    """``gr-toolkit train ... --stage dpo``: DPO on top of a finished SFT run directory.
+
+    Loads the SFT run (model name + config, best weights, featurizer, index copy), builds preference
+    pairs from ``dataset.train`` (``config.pairs``: graded judgments and/or hard negatives mined with the
+    SFT model's own beams), trains, and writes a NEW run directory ``out_dir`` (default
+    ``<run_dir>-dpo``) with the same layout, so ``gr-toolkit eval --run`` / ``search`` work on it.
+    ``dataset`` is a ``Dataset`` or a dataset name for ``load_dataset``.
+    """
+    import dataclasses
+    import json
+    import shutil
+    import tempfile
+
+    from gr_toolkit.artifacts import ArtifactError
+    from gr_toolkit.config import from_dict
+    from gr_toolkit.data.featurize import SourceFeaturizer
+    from gr_toolkit.identifiers.base import load_index
+    from gr_toolkit.models import model_class
+    from gr_toolkit.training.run import RunDir
+
+    config = config or DPOTrainConfig()
+    if isinstance(dataset, str):
+        from gr_toolkit.data.loaders import load_dataset
+
+        dataset = load_dataset(dataset)
+    sft = RunDir(run_dir)
+    man = sft.read_manifest()
+    if man.get("status") != "finished":
+        raise ArtifactError(f"{run_dir}: the SFT run is not finished (status {man.get('status')!r}); finish it first")
+    out_dir = Path(out_dir) if out_dir is not None else Path(f"{Path(run_dir)}-dpo")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise ArtifactError(f"{out_dir} exists and is not empty; pick a new output directory")
+    featurizer = SourceFeaturizer.load(sft.featurizer_dir, catalog=dataset.catalog)
+    index = load_index(sft.index_dir, catalog=dataset.catalog)
+    cls = model_class(man["model"])
+    model = cls.build(index, featurizer, from_dict(cls.config_class, man["model_config"], where=f"{run_dir} model_config"))
+    sft.load_best(model, resolve_device(config.device))
+    pairs = build_pairs(model, index, featurizer, dataset.train, config)
+    log(f"dpo: {len(pairs):,} preference pairs ({pairs.source}) from {len(dataset.train):,} training examples")
+    with tempfile.TemporaryDirectory() as scratch:
+        result = train_preferences(model, index, featurizer, dataset.train, pairs, config, scratch)
+    # Publish atomically: copy the SFT run's featurizer/index/manifest, then the DPO weights, then rename.
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    for name in ("featurizer", "index"):
+        shutil.copytree(sft.path / name, tmp / name)
+    if (sft.path / "history.jsonl").exists():
+        shutil.copy2(sft.path / "history.jsonl", tmp / "history.jsonl")
+    new = RunDir(tmp)
+    new.save_best(model)
+    history = result["history"]
+    manifest = {**man, "stage": "dpo", "sft_run": str(Path(run_dir).resolve()), "dpo_config": dataclasses.asdict(config),
+                "dpo": {"pairs": len(pairs), "pair_source": pairs.source, "steps": result["steps"],
+                        "train_seconds": round(result["train_seconds"], 3),
+                        "first_loss": history[0]["loss"] if history else None,
+                        "last_loss": history[-1]["loss"] if history else None},
+                "status": "finished"}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    tmp.rename(out_dir)
+    log(f"dpo run: {out_dir} ({result['steps']} steps, {result['train_seconds']:.1f} s)")
+    return out_dir

@@ -8,6 +8,7 @@ RUN/
   losses.safetensors   parameters of loss plug-ins (the ranking loss's W), when any
   featurizer/          the fitted SourceFeaturizer
   index/               a copy of the ItemIndex the model was trained against
+  catalog.json         external item ids and titles (so `search` needs no data files)
   history.jsonl        one JSON line per epoch: losses, validation metrics, seconds
   checkpoint/          the LAST epoch: model/loss/optimizer tensors (safetensors) + state.json
                        (epoch, counters, RNG states, optimizer hyper-parameters)
@@ -105,6 +106,16 @@ class RunDir:
         return self.path / "featurizer"
 
     @property
+    def catalog_path(self) -> Path:
+        return self.path / "catalog.json"
+
+    def read_catalog(self) -> dict[str, Any]:
+        """``{"name", "ids", "titles"}`` of the catalog the run was trained on (titles may be None)."""
+        if not self.catalog_path.exists():
+            raise ArtifactError(f"{self.path}: catalog.json is missing (run written without its catalog)")
+        return json.loads(self.catalog_path.read_text())
+
+    @property
     def history_path(self) -> Path:
         return self.path / "history.jsonl"
 
@@ -147,14 +158,20 @@ class RunDir:
         index: Any,
         index_source: str | None,
         featurizer: Any,
+        catalog: Any = None,
         extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Start a new run: featurizer, index copy and manifest (status ``training``)."""
+        """Start a new run: featurizer, index copy, catalog ids/titles (for ``search`` output) and
+        manifest (status ``training``)."""
         if self.path.exists() and any(self.path.iterdir()):
             raise ArtifactError(f"{self.path} exists and is not an unfinished run of the same setup; pick a new --out")
         self.path.mkdir(parents=True, exist_ok=True)
         featurizer.save(self.featurizer_dir, overwrite=True)
         index.save(self.index_dir, overwrite=True)
+        if catalog is not None:
+            titles = catalog.fields.get("title") if "title" in catalog.fields else None
+            _atomic_write_text(self.catalog_path, json.dumps({"name": catalog.name, "ids": list(catalog.ids),
+                                                              "titles": titles}))
         manifest = {
             "format": RUN_FORMAT,
             "version": RUN_VERSION,

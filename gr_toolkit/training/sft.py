@@ -159,7 +159,8 @@ def train_model(
     else:
         run.create(model_name=model_name, model_config=model_cfg, train_config=train_cfg, dataset=dataset.name,
                    catalog_fingerprint=fingerprint, index=index,
-                   index_source=str(Path(index_source).resolve()) if index_source else None, featurizer=featurizer)
+                   index_source=str(Path(index_source).resolve()) if index_source else None, featurizer=featurizer,
+                   catalog=dataset.catalog)
 
     ex_idx, items = dataset.train.pairs()
     pair_w = np.asarray(dataset.train.weights, dtype=np.float64)[ex_idx]
