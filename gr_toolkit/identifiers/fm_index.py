@@ -105,6 +105,7 @@ class TokenSuffixIndex:
         self.cache_child_rel = self._child_rel()
         self._unigram: np.ndarray | None = None
         self._keys_of_entries: np.ndarray | None = None
+        self._doc_of_pos: np.ndarray | None = None
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -311,6 +312,13 @@ class TokenSuffixIndex:
         found = self.cache_keys[pos] == keys
         return wide[found], pos[found]
 
+    def _doc_of_position(self) -> np.ndarray:
+        """Document of every text position (built on first use, 4 bytes per token; not saved)."""
+        if self._doc_of_pos is None:
+            sizes = np.diff(np.append(self.doc_starts, len(self.text)))
+            self._doc_of_pos = np.repeat(np.arange(self.n_docs, dtype=np.int32), sizes)
+        return self._doc_of_pos
+
     def _entry_keys(self) -> np.ndarray:
         """``slot * (V + 1) + token`` of every table entry: increasing, so children are found by searchsorted."""
         if self._keys_of_entries is None:
@@ -451,7 +459,7 @@ class TokenSuffixIndex:
         """Every occurrence in the ranges: ``(row, doc, offset)`` = which range, which document, start within it."""
         rows, seg = _segment_positions(np.asarray(lo, dtype=np.int64), np.asarray(hi, dtype=np.int64))
         pos = self.sa[rows].astype(np.int64)
-        doc = np.searchsorted(self.doc_starts, pos, side="right") - 1
+        doc = self._doc_of_position()[pos].astype(np.int64)
         return seg, doc, pos - self.doc_starts[doc]
 
     def locate(self, span: np.ndarray | list[int]) -> tuple[np.ndarray, np.ndarray]:

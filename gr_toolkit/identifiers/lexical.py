@@ -71,7 +71,7 @@ class LexicalConfig:
     #: How the separator token is printed when a decoded identifier is shown as text.
     separator: str = " | "
     #: Spans seen more often than this are not located at ranking time (too common to identify items).
-    max_occurrences: int = 100_000
+    max_occurrences: int = 10_000
     #: Prefixes seen more often than this get their next-token sets precomputed (decoding speed).
     wide_threshold: int = 256
     seed: int = 0
