@@ -91,3 +91,11 @@ def test_modes_and_runs():
     assert multispan_targets([q], [np.zeros(0, dtype=np.int64)], fm, SEP, EOS)[0].tolist() == [EOS]
     with pytest.raises(ValueError, match="unknown target mode"):
         multispan_target(q, np.array(titles[0]), fm, SEP, EOS, mode="bogus")
+
+
+def test_a_span_inside_a_chosen_span_is_not_repeated():
+    titles = [[1, 2, 3, 1, 4], [5, 6]]
+    fm = TokenSuffixIndex.build(titles, vocab_size=V)
+    # Runs matching the query: [1, 2] at 0 and [1] at 3; [1] lies inside [1, 2], so it is dropped.
+    target = multispan_target(np.array([1, 2]), np.array(titles[0]), fm, SEP, EOS, n_spans=3)
+    assert target.tolist() == [1, 2, EOS]

@@ -93,6 +93,8 @@ class LexicalIndex(ItemIndex):
     """Tokenizer + token suffix index over the titles + config (see the module docstring)."""
 
     index_type: ClassVar[str] = "lexical"
+    #: Trainers should pass each example's query to ``decoder_targets`` (query -> multi-span).
+    targets_need_queries: ClassVar[bool] = True
 
     def __init__(
         self,

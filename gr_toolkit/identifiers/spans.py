@@ -10,7 +10,8 @@ token and ending with EOS: ``span SEP span SEP span EOS``. Which spans:
   ``sum(info(t) for its tokens) + rarity_weight * rarity(span)``, where ``info(t) = log(N / count(t))``
   and ``rarity(span) = log(N / count(span))`` come from the corpus counts of the suffix-array index
   (``N`` corpus tokens). Rare, query-matching spans score highest.
-* The ``n_spans`` best candidates are kept (distinct token sequences), then put back in title order.
+* The ``n_spans`` best candidates are kept (distinct token sequences, none inside another chosen
+  one), then put back in title order.
 * A query that shares no token with the title (typos, synonyms) still gets a target: the single
   most informative window of ``fallback_span_len`` title tokens (lowest corpus count).
 
@@ -49,6 +50,11 @@ def matched_runs(query_tokens: np.ndarray, title_tokens: np.ndarray, max_span_le
         for s in range(a, b, max_span_len):
             out.append((int(s), int(min(max_span_len, b - s))))
     return out
+
+
+def _contains(longer: tuple[int, ...], shorter: tuple[int, ...]) -> bool:
+    m = len(shorter)
+    return m < len(longer) and any(longer[i : i + m] == shorter for i in range(len(longer) - m + 1))
 
 
 def _windows(n: int, length: int) -> list[tuple[int, int]]:
@@ -109,7 +115,9 @@ def select_spans_batch(
         for j in order:
             s, length = c[j]
             key = tuple(t[s : s + length].tolist())
-            if key in seen:  # the same token sequence twice in a title is one span
+            # The same token sequence twice, or one inside a span already chosen, adds nothing:
+            # every title containing the longer span contains it too.
+            if key in seen or any(_contains(other, key) for other in seen):
                 continue
             seen.add(key)
             chosen.append(SpanChoice(s, length, float(score[j])))
