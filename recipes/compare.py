@@ -192,12 +192,27 @@ def _run_dssm(ds: Dataset, seed: int, state: dict, init: str) -> Outcome:
     ranked, scores = retr.rank(ds.test.queries, k=max(KS), dense=None if query_dense is None else query_dense["test"])
     q_s = time.perf_counter() - t
     valid_run = retr.rank(ds.valid.queries, k=max(KS), dense=None if query_dense is None else query_dense["valid"])
+    # The same model served by faiss (exact flat and approximate IVF): speed and agreement with exact.
+    from gr_toolkit.baselines.topk import FaissIndex
+
+    qv = retr.query_vectors(ds.test.queries, None if query_dense is None else query_dense["test"])
+    faiss_info = {}
+    for fm in ("faiss-flat", "faiss-ivf"):
+        t = time.perf_counter()
+        index = FaissIndex(retr.item_vectors(), fm, nprobe=16, seed=seed)
+        build_s = time.perf_counter() - t
+        t = time.perf_counter()
+        fi, _ = index.search(qv, max(KS))
+        faiss_info[fm] = {"build_seconds": round(build_s, 3),
+                          "query_ms_per_example": round(1000 * (time.perf_counter() - t) / max(len(qv), 1), 4),
+                          "recall@10": evaluate_rankings(fi, ds.test.targets, ks=(10,))["all"]["recall@10"],
+                          "top10_overlap_with_exact": float(np.mean([len(set(a[:10]) & set(b[:10])) / 10 for a, b in zip(fi, ranked, strict=True)]))}
     prev = state.get("dssm")
     if prev is None or retr.best_valid > prev[3]:
         state["dssm"] = (ranked, scores, valid_run, retr.best_valid, init)
     total_train = sum(r["train_seconds"] for r in rows) + t_feat
     conf = {**asdict(cfg), "best_epoch": retr.best_epoch, "top_k": "exact", "train_seconds_selected": round(retr.train_seconds, 1),
-            "train_seconds_grid": round(total_train, 1)}
+            "train_seconds_grid": round(total_train, 1), "faiss": faiss_info}
     return Outcome(ranked, scores, retr.train_seconds + t_feat, q_s, conf, v, rows)
 
 
@@ -408,7 +423,9 @@ def write_report(datasets: list[str]) -> Path:
         missing += generative_status(ds)
         kind_methods = SEQ_METHODS if ds == "beauty" else SEARCH_METHODS
         have = {r["method"] for r in recs} | {m for m, _ in missing}
-        missing += [(m, f"not run yet: `python recipes/compare.py --datasets {ds} --methods {m}`") for m in kind_methods if m not in have]
+        hint = {"bm25+dssm-rrf": "bm25,dssm,dssm-minilm,bm25+dssm-rrf"}
+        missing += [(m, f"not run yet: `python recipes/compare.py --datasets {ds} --methods {hint.get(m, m)}`")
+                    for m in kind_methods if m not in have]
         if missing:
             lines.append("MISSING (not in the table above, with the reason):")
             lines.append("")

@@ -52,6 +52,16 @@ def test_training_sequences_rebuilds_prefix_examples():
     assert [s.tolist() for s in seqs] == [[1, 2, 3, 4], [7, 8, 9]]
 
 
+def test_sequence_windows_make_every_item_a_target_once():
+    from gr_toolkit.vectors.cf import sequence_windows
+
+    seq = np.arange(10)
+    wins = sequence_windows([seq, np.array([5])], width=4)
+    assert [w.tolist() for w in wins] == [[6, 7, 8, 9], [3, 4, 5, 6], [0, 1, 2, 3]]
+    targets = np.concatenate([w[1:] for w in wins])
+    assert sorted(targets.tolist()) == list(range(1, 10))
+
+
 def test_save_load_round_trip_and_sidecar(tmp_path):
     cat = Catalog("t", ["a", "b", "c"])
     v = np.arange(6, dtype=np.float64).reshape(3, 2)
