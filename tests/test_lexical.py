@@ -152,3 +152,25 @@ def test_split_spans():
     s = split_spans(np.array([[1, 2, 9, 3, 8, -1], [9, 4, -1, -1, -1, -1]]), n_corpus_tokens=8)
     assert s.tokens.tolist() == [[1, 2], [3, -1], [4, -1]]
     assert s.row.tolist() == [0, 0, 1] and s.start.tolist() == [0, 3, 1] and s.length.tolist() == [2, 1, 1]
+
+
+def test_beam_search_then_rank_returns_items_that_contain_their_evidence(index, catalog):
+    from gr_toolkit.decoding.beam_search import beam_search
+    from tests.fakes import TinyGRURetriever, random_batch
+
+    model = TinyGRURetriever(source_vocab=50, vocab_size=index.vocab_size)
+    out = beam_search(model, index.constraint(), random_batch(3), beam_size=5, bos_id=index.bos_id)
+    assert out.alive.any()
+    ranked = index.rank(out, top_k=4)
+    assert ranked.items.shape == (3, 4) and ranked.evidence is not None
+    titles = [t.lower() for t in catalog.text("title")]
+    for b in range(3):
+        scores = ranked.scores[b][ranked.items[b] >= 0]
+        assert (scores[:-1] >= scores[1:]).all()  # best first
+        for j, item in enumerate(ranked.items[b].tolist()):
+            if item < 0:
+                assert ranked.evidence[b][j] == []
+                continue
+            assert ranked.evidence[b][j], "every returned item has at least one matched span"
+            for span in ranked.evidence[b][j]:
+                assert span in titles[item], (span, titles[item])
