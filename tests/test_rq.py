@@ -122,6 +122,7 @@ def test_rq_vae_trains_and_gives_unique_codes():
     idx = _build(x, levels=2, codebook=8, method="vae", vae_epochs=4, vae_hidden=32, vae_latent=8, device="cpu")
     loss = idx.meta_extra["train_history"]["loss"]
     assert len(loss) == 4 and loss[-1] < loss[0]
+    assert len(idx.meta_extra["train_history"]["dead_codes_reset"]) == 4
     assert len(np.unique(idx.codes, axis=0)) == 256
     assert idx.extras["rq_codes"].max(axis=0).tolist() <= [7, 7]
 

@@ -66,6 +66,7 @@ class RQConfig:
     vae_batch_size: int = 256
     vae_lr: float = 1e-3
     vae_beta: float = 0.25
+    vae_reset_dead: bool = True  # move unused codebook entries onto random residuals after each epoch
     device: str = "auto"
 
     def sizes(self) -> list[int]:
@@ -125,6 +126,7 @@ def quantize(x: np.ndarray, cfg: RQConfig) -> RQResult:
     return train_rq_vae(
         x, cfg.sizes(), seed=cfg.seed, hidden=cfg.vae_hidden, latent=cfg.vae_latent, epochs=cfg.vae_epochs,
         batch_size=cfg.vae_batch_size, lr=cfg.vae_lr, beta=cfg.vae_beta, n_iter=cfg.n_iter, device=cfg.device,
+        reset_dead=cfg.vae_reset_dead,
     )
 
 

@@ -2,7 +2,8 @@
 
 Loss = reconstruction MSE + sum over levels of ``||sg(r_l) - e_l||^2 + beta ||r_l - sg(e_l)||^2``
 (codebook + commitment terms), gradients pass the quantiser by the straight-through estimator.
-Codebooks start from residual k-means on the initial latents (no dead codes at step 0). Runs on the
+Codebooks start from residual k-means on the initial latents (no dead codes at step 0), and after
+every epoch entries that no item uses are moved onto random items' residuals (``reset_dead``). Runs on the
 device the config names ("auto": CUDA when available); everything else follows the tensors' device.
 """
 
@@ -42,6 +43,27 @@ class RQVAE(nn.Module):
         return self.decoder(z_q), codes, q_loss
 
 
+@torch.no_grad()
+def reset_dead_codes(model: RQVAE, data: torch.Tensor, gen: torch.Generator) -> float:
+    """Move codebook entries that no item uses onto residuals of random items (level by level).
+
+    Without this an RQ-VAE collapses onto a few entries (a known failure; on 413 Best Buy items one
+    level ended with Gini 0.98). Returns the number of entries reset.
+    """
+    residual = model.encoder(data)
+    n_reset = 0
+    for book in model.codebooks:
+        idx = torch.cdist(residual, book).argmin(dim=1)
+        dead = (torch.bincount(idx, minlength=len(book)) == 0).nonzero().squeeze(1)
+        if len(dead):
+            pick = torch.randint(len(data), (len(dead),), generator=gen).to(data.device)
+            book[dead] = residual[pick]
+            idx = torch.cdist(residual, book).argmin(dim=1)
+            n_reset += len(dead)
+        residual = residual - book[idx]
+    return float(n_reset)
+
+
 def train_rq_vae(
     x: np.ndarray,
     codebook_sizes: list[int],
@@ -55,6 +77,7 @@ def train_rq_vae(
     beta: float = 0.25,
     n_iter: int = 20,
     device: str = "auto",
+    reset_dead: bool = True,
 ) -> RQResult:
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
     torch.manual_seed(seed)
@@ -66,7 +89,8 @@ def train_rq_vae(
     model.codebooks = nn.ParameterList([nn.Parameter(torch.as_tensor(c, device=dev)) for c in init.codebooks])
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    history = []
+    history: list[float] = []
+    dead_resets: list[float] = []
     for _ in range(epochs):
         perm = torch.randperm(len(data), generator=gen).to(dev)
         total, seen = 0.0, 0
@@ -80,6 +104,8 @@ def train_rq_vae(
             total += float(loss.detach()) * len(batch)
             seen += len(batch)
         history.append(total / seen)
+        if reset_dead:
+            dead_resets.append(reset_dead_codes(model, data, gen))
     model.eval()
     with torch.no_grad():
         z = model.encoder(data)
@@ -95,5 +121,5 @@ def train_rq_vae(
         codebooks=[b.detach().cpu().numpy() for b in model.codebooks],
         recon_mse=mse,
         notes=[*init.notes, f"rq-vae: {epochs} epochs on {dev}; final input-space reconstruction MSE {recon_err:.5f}"],
-        history={"loss": history},
+        history={"loss": history, "dead_codes_reset": dead_resets},
     )
