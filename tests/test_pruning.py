@@ -169,3 +169,20 @@ def test_pruned_variable_length_index_decodes_only_valid_identifiers():
             assert sorted(decoded) == sorted(i for i in ranked.items[q].tolist() if i >= 0)
 
     check()
+
+
+def test_reprune_equals_a_direct_pruned_build():
+    from gr_toolkit.config import ConfigError
+    from gr_toolkit.identifiers.rq import reprune
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(200, 8)).astype(np.float32)
+    cat = Catalog("c", [f"i{i}" for i in range(200)])
+    base = ResidualQuantizationScheme(RQConfig(codebook=6)).build(cat, x)
+    direct = ResidualQuantizationScheme(RQConfig(codebook=6, prune="adaptive", adaptive_top_k=2)).build(cat, x)
+    again = reprune(base, prune="adaptive", adaptive_top_k=2)
+    np.testing.assert_array_equal(again.codes, direct.codes)
+    np.testing.assert_array_equal(again.lengths, direct.lengths)
+    assert again.config == direct.config
+    with pytest.raises(ConfigError, match="reprune can change only"):
+        reprune(base, codebook=8)

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from gr_toolkit.config import ConfigError, to_dict
+from gr_toolkit.config import ConfigError, from_dict, to_dict
 from gr_toolkit.data.types import Catalog
 from gr_toolkit.identifiers.base import SCHEMES, IdentifierScheme
 from gr_toolkit.identifiers.codes import CodeIndex
@@ -252,3 +252,22 @@ def _level_counts_of(index: CodeIndex, before: bool, decision: PruneDecision) ->
     if not before:
         codes, sizes = pruned_level_codes(codes, index.extras["rq_keep"].astype(bool), sizes, decision)
     return [level_counts(codes, lvl, c) for lvl, c in enumerate(sizes)]
+
+
+def reprune(index: CodeIndex, **overrides: Any) -> CodeIndex:
+    """The same RQ codes with other pruning / vocabulary options (no re-quantisation), e.g.
+    ``reprune(index, prune="adaptive", adaptive_top_k=8)``. Only pruning/token options may change."""
+    allowed = {"prune", "drop_level", "adaptive_top_k", "adaptive_target_gini", "adaptive_max_k", "tokens_are_prefixes"}
+    bad = sorted(set(overrides) - allowed)
+    if bad:
+        raise ConfigError(f"reprune can change only {', '.join(sorted(allowed))}; got {', '.join(bad)} (rebuild instead)")
+    if "rq_codes" not in index.extras:
+        raise ConfigError(f"index of scheme {index.scheme!r} carries no RQ codes; not an rq index")
+    cfg = from_dict(RQConfig, {**index.config, **overrides}, where="reprune")
+    cfg.validate()
+    extras = {k: v for k, v in index.extras.items() if k not in ("rq_codes", "rq_keep")}
+    keys = ("method", "requested_codebook_sizes", "recon_mse", "notes", "train_history", "suggested_codebook")
+    rq_meta = {k: index.meta_extra[k] for k in keys if k in index.meta_extra}
+    return build_code_index(
+        index.extras["rq_codes"], list(index.meta_extra["codebook_sizes"]), index.catalog_fingerprint, cfg, rq_meta, extras
+    )
