@@ -190,7 +190,8 @@ def index(
             typer.echo(f"  (scheme {scheme!r} has no report hook)")
         else:
             written = hook(built, out)
-            typer.echo(f"  report        {written}")
+            paths = written.values() if isinstance(written, dict) else [written]
+            typer.echo(f"  report        {', '.join(str(p) for p in paths)}")
 
 
 index.accepts_overrides = True  # type: ignore[attr-defined]
