@@ -33,6 +33,7 @@ def embed(
     batch_size: int = typer.Option(128, "--batch-size", help="text: encoding batch size"),
     model_path: Path | None = typer.Option(None, "--model-path", help="text: a local sentence-transformers model dir"),
     device: str | None = typer.Option(None, "--device", help="cpu | cuda (default: cuda when available)"),
+    save_model: Path | None = typer.Option(None, "--save-model", help="cf on histories: also keep the trained SASRec in this dir"),
 ) -> None:
     """Compute item vectors for DATASET and write them to --out (.npy + .json sidecar)."""
     from gr_toolkit.data.loaders import load_dataset
@@ -68,7 +69,9 @@ def embed(
         if epochs is not None:
             overrides["epochs"] = epochs
         cfg = with_overrides(cfg, overrides)
-        vecs, info = item_cf_vectors(ds, cfg, log=lambda m: typer.echo(m, err=True))
+        vecs, info = item_cf_vectors(ds, cfg, log=lambda m: typer.echo(m, err=True), save_model=save_model)
+        if save_model:
+            info["saved_model"] = str(save_model)
         meta.update(info)
         meta["config"] = asdict(cfg)
     meta["seconds"] = round(time.perf_counter() - t0, 1)

@@ -17,6 +17,7 @@ import copy
 import math
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,9 @@ class SASRecConfig:
     # "sampled" (shared uniform negatives), "inbatch" (other positions' targets, logQ-corrected) or "full".
     loss: str = "sampled"
     num_negatives: int = 1280
+    # "uniform" negatives, or "popularity" (drawn in proportion to training frequency ** 0.75, with the
+    # logQ correction subtracting log of each candidate's sampling probability): harder negatives.
+    negative_sampling: str = "uniform"
     temperature: float = 1.0
     # Stop when the validation metric has not improved for this many evaluations (0 = never).
     patience: int = 8
@@ -178,18 +182,25 @@ def _resolve_device(cfg_device: str | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _loss(model: SASRec, states: torch.Tensor, targets: torch.Tensor, cfg: SASRecConfig, log_freq: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def _loss(model: SASRec, states: torch.Tensor, targets: torch.Tensor, cfg: SASRecConfig, log_freq: torch.Tensor,
+          gen: torch.Generator, sampler: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Softmax loss of ``states`` [N, d] against ``targets`` [N] with the configured negatives."""
     table = model.item_table
     tau = cfg.temperature
     if cfg.loss == "full":
         return F.cross_entropy(states @ table.T / tau, targets)
     if cfg.loss == "sampled":
-        negs = torch.randint(0, model.n_items, (cfg.num_negatives,), generator=gen, device="cpu").to(states.device)
-        pos = (states * table[targets]).sum(-1, keepdim=True)
-        neg = states @ table[negs].T
+        if sampler is None:
+            negs = torch.randint(0, model.n_items, (cfg.num_negatives,), generator=gen, device="cpu").to(states.device)
+            pos = (states * table[targets]).sum(-1, keepdim=True) / tau
+            neg = states @ table[negs].T / tau
+        else:  # popularity-drawn negatives; logQ correction on every candidate, the positive included
+            probs, log_q = sampler
+            negs = torch.multinomial(probs, cfg.num_negatives, replacement=True, generator=gen).to(states.device)
+            pos = (states * table[targets]).sum(-1, keepdim=True) / tau - log_q[targets][:, None]
+            neg = states @ table[negs].T / tau - log_q[negs][None]
         neg = neg.masked_fill(negs[None, :] == targets[:, None], float("-inf"))  # accidental hits
-        return F.cross_entropy(torch.cat([pos, neg], 1) / tau, torch.zeros(len(targets), dtype=torch.long, device=states.device))
+        return F.cross_entropy(torch.cat([pos, neg], 1), torch.zeros(len(targets), dtype=torch.long, device=states.device))
     if cfg.loss == "inbatch":
         uniq, inv = torch.unique(targets, return_inverse=True)
         # logQ correction: in-batch negatives are drawn by popularity; subtract log frequency.
@@ -265,6 +276,13 @@ def train_sasrec(dataset: Dataset, config: SASRecConfig | None = None, log: Any 
     inputs, targets = padded[:, :-1], padded[:, 1:]
     freq = np.bincount(np.concatenate(seqs), minlength=n).astype(np.float64) + 1.0
     log_freq = torch.from_numpy(np.log(freq / freq.sum())).float().to(device)
+    sampler = None
+    if cfg.negative_sampling not in ("uniform", "popularity"):
+        raise ValueError(f"unknown negative_sampling {cfg.negative_sampling!r}; use uniform or popularity")
+    if cfg.loss == "sampled" and cfg.negative_sampling == "popularity":
+        q = freq**0.75
+        q = q / q.sum()
+        sampler = (torch.from_numpy(q).float(), torch.from_numpy(np.log(q)).float().to(device))
 
     lengths = np.array([len(w) - 1 for w in windows])
     model = SASRec(n, cfg).to(device)
@@ -284,7 +302,7 @@ def train_sasrec(dataset: Dataset, config: SASRecConfig | None = None, log: Any 
             first = int(keep.any(0).nonzero()[0]) if keep.any() else 0
             x, y, keep = x[:, first:], y[:, first:], keep[:, first:]
             h = model.sequence_states(x)[keep]
-            loss = _loss(model, h, y[keep], cfg, log_freq, gen)
+            loss = _loss(model, h, y[keep], cfg, log_freq, gen, sampler)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -318,13 +336,16 @@ def train_sasrec(dataset: Dataset, config: SASRecConfig | None = None, log: Any 
     return model
 
 
-def item_cf_vectors(dataset: Dataset, config: Any = None, log: Any = print) -> tuple[np.ndarray, dict[str, Any]]:
+def item_cf_vectors(dataset: Dataset, config: Any = None, log: Any = print, save_model: str | Path | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Collaborative item vectors ``[n_items, d]`` for any dataset, plus a description for the sidecar.
 
-    History datasets: SASRec's item-embedding table. Query datasets: the DSSM item tower.
+    History datasets: SASRec's item-embedding table (``save_model`` keeps the trained model, so a
+    recipe can evaluate it without retraining). Query datasets: the DSSM item tower.
     """
     if dataset.kind == "history":
         model = train_sasrec(dataset, config if isinstance(config, SASRecConfig) else SASRecConfig(), log=log)
+        if save_model:
+            save_sasrec(model, save_model, dataset.catalog.fingerprint(), {"dataset": dataset.name})
         meta = {"model": "sasrec", "config": asdict(model.cfg), "best_epoch": model.best_epoch,
                 "best_valid": model.best_valid, "train_seconds": round(model.train_seconds, 1)}
         return model.item_vectors(), meta
@@ -334,3 +355,43 @@ def item_cf_vectors(dataset: Dataset, config: Any = None, log: Any = print) -> t
     meta = {"model": "dssm-item-tower", "config": asdict(model.cfg), "best_epoch": model.best_epoch,
             "best_valid": model.best_valid, "train_seconds": round(model.train_seconds, 1)}
     return model.item_vectors(), meta
+
+
+def save_sasrec(model: SASRec, directory: str | Path, catalog_fingerprint: str = "", extra: dict[str, Any] | None = None) -> Path:
+    """Save a trained SASRec as a directory: ``manifest.json`` (config, training record) + safetensors weights."""
+    from safetensors.torch import save_file
+
+    from gr_toolkit.artifacts import atomic_dir, write_manifest
+
+    with atomic_dir(directory, overwrite=True) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+        write_manifest(tmp, {"kind": "sasrec", "version": 1, "n_items": model.n_items, "config": asdict(model.cfg),
+                             "catalog_fingerprint": catalog_fingerprint,
+                             "best_epoch": getattr(model, "best_epoch", 0), "best_valid": getattr(model, "best_valid", None),
+                             "train_seconds": getattr(model, "train_seconds", None), "history": getattr(model, "history", []),
+                             **(extra or {})})
+    return Path(directory)
+
+
+def load_sasrec(directory: str | Path, catalog_fingerprint: str | None = None, device: str | None = None) -> SASRec:
+    """Load a model saved by :func:`save_sasrec`; a catalog mismatch is an error (ids would be wrong)."""
+    from safetensors.torch import load_file
+
+    from gr_toolkit.artifacts import ArtifactError, read_manifest
+    from gr_toolkit.config import from_dict
+
+    directory = Path(directory)
+    man = read_manifest(directory)
+    if man.get("kind") != "sasrec":
+        raise ArtifactError(f"{directory}: not a SASRec model (kind {man.get('kind')!r})")
+    if catalog_fingerprint and man.get("catalog_fingerprint") and man["catalog_fingerprint"] != catalog_fingerprint:
+        raise ArtifactError(f"{directory}: trained on catalog {man['catalog_fingerprint']}, not {catalog_fingerprint}")
+    cfg = from_dict(SASRecConfig, man["config"], where=str(directory / "manifest.json"))
+    model = SASRec(int(man["n_items"]), cfg)
+    model.load_state_dict(load_file(str(directory / "model.safetensors")))
+    model.to(_resolve_device(device))
+    model.eval()
+    model.history, model.best_epoch = man.get("history", []), man.get("best_epoch", 0)  # type: ignore[attr-defined]
+    model.best_valid, model.train_seconds = man.get("best_valid"), man.get("train_seconds")  # type: ignore[attr-defined]
+    model.manifest = man  # type: ignore[attr-defined]
+    return model
