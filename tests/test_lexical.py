@@ -59,6 +59,8 @@ def test_token_convention(index):
     assert index.separator_id == index.vocab_size - 1
     assert (index.bos_id, index.eos_id) == (index.vocab_size, index.vocab_size + 1)
     assert index.fm.n_docs == index.n_items == 20
+    # max_length (EOS excluded) bounds every target and matches the decoder's step budget.
+    assert index.max_length + 1 == index.constraint().max_steps == 3 * (4 + 1)
     assert index.to_text(index.title_tokens(0).tolist() + [index.eos_id]) == "dewalt 20-volt max cordless drill kit model 0"
 
 
@@ -67,6 +69,7 @@ def test_targets_are_accepted_by_the_constraint(index):
     queries = ["cordless drill", "hammer", "impact driver 18v", "chrome faucet", "kitchen sprayer",
                "tool chest", "husky bag", "interior paint", "satin", "xyzzy"] * 2
     targets = index.decoder_targets(items, queries)
+    assert targets.shape[1] <= index.max_length + 1
     c = index.constraint()
     states = c.start(len(items))
     for t in range(targets.shape[1]):

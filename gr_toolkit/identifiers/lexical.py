@@ -124,6 +124,20 @@ class LexicalIndex(ItemIndex):
     def separator_id(self) -> int:
         return self.vocab_size - 1
 
+    @property
+    def n_spans(self) -> int:
+        """Spans per identifier in decoding (1 for the SEAL and title target modes)."""
+        return 1 if self.cfg.target_mode in ("seal", "title") else self.cfg.n_spans
+
+    @property
+    def max_length(self) -> int:
+        """Longest identifier in tokens, EOS not counted (``CodeIndex.max_length`` semantics)."""
+        return self.n_spans * (self.cfg.max_span_len + 1) - 1
+
+    @property
+    def variable_length(self) -> bool:
+        return True
+
     # ------------------------------------------------------------------ text <-> tokens
     def encode(self, texts: list[str]) -> list[np.ndarray]:
         return [np.asarray(self.tokenizer.encode(t), dtype=np.int64) for t in texts]
@@ -181,9 +195,8 @@ class LexicalIndex(ItemIndex):
         key = str(device)
         if key not in self._constraints:
             c = self.cfg
-            n_spans = 1 if c.target_mode in ("seal", "title") else c.n_spans
             self._constraints[key] = FMIndexConstraint(
-                self.fm, self.separator_id, self.eos_id, n_spans=n_spans, max_span_len=c.max_span_len,
+                self.fm, self.separator_id, self.eos_id, n_spans=self.n_spans, max_span_len=c.max_span_len,
                 min_span_tokens=c.min_span_tokens,
             )
         return self._constraints[key]
