@@ -128,3 +128,25 @@ def test_beam_search_with_fm_constraint_returns_existing_spans():
             assert seq[-1] == EOS
             for span in split(seq):
                 assert occurs(docs, span)
+
+
+def test_logits_processor_adapter_keeps_generate_on_existing_spans():
+    from gr_toolkit.decoding.logits_processor import ConstraintLogitsProcessor
+
+    docs = corpus(seed=5, n_docs=20)
+    fm = TokenSuffixIndex.build(docs, vocab_size=V)
+    c = FMIndexConstraint(fm, SEP, EOS, n_spans=2, max_span_len=3)
+    hf_eos, hf_vocab = 20, 24
+    proc = ConstraintLogitsProcessor(c, token_map=np.arange(V + 1) + 2, eos_token_id=hf_eos, prefix_length=1)
+    gen = np.random.default_rng(1)
+    ids = torch.zeros(16, 1, dtype=torch.long)  # decoder start token 0
+    for _ in range(c.max_steps + 1):
+        allowed = torch.isfinite(proc(ids, torch.zeros(16, hf_vocab)))
+        assert allowed.any(dim=1).all()
+        nxt = torch.tensor([gen.choice(np.flatnonzero(a.numpy())) for a in allowed])
+        ids = torch.cat([ids, nxt[:, None]], dim=1)
+    for row in ids[:, 1:].tolist():
+        end = row.index(hf_eos)  # every row ended
+        seq = [t - 2 for t in row[:end]] + [EOS]
+        for span in split(seq):
+            assert 1 <= len(span) <= 3 and occurs(docs, span)
