@@ -118,15 +118,13 @@ class TokenSuffixIndex:
         cache_depth: int = 8,
     ) -> TokenSuffixIndex:
         """Index ``docs`` (token-id sequences, ids in ``0..vocab_size-1``; empty docs allowed)."""
-        import pydivsufsort
-
         lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
         flat = (
             np.concatenate([np.asarray(d, dtype=np.int64).ravel() for d in docs])
             if len(docs) and lengths.sum()
             else np.zeros(0, dtype=np.int64)
         )
-        return cls.from_flat(flat, lengths, vocab_size, doc_items, wide_threshold, cache_depth, pydivsufsort)
+        return cls.from_flat(flat, lengths, vocab_size, doc_items, wide_threshold, cache_depth)
 
     @classmethod
     def from_flat(
@@ -137,11 +135,9 @@ class TokenSuffixIndex:
         doc_items: np.ndarray | None = None,
         wide_threshold: int = 256,
         cache_depth: int = 8,
-        _sorter: Any = None,
     ) -> TokenSuffixIndex:
         """Index documents given as one flat token array and per-document lengths."""
-        if _sorter is None:
-            import pydivsufsort as _sorter
+        import pydivsufsort
         flat = np.asarray(flat, dtype=np.int64)
         lengths = np.asarray(lengths, dtype=np.int64)
         if len(lengths) == 0:
@@ -161,7 +157,7 @@ class TokenSuffixIndex:
         keep = np.ones(len(text), dtype=bool)
         keep[doc_starts + lengths] = False
         text[keep] = flat
-        sa = np.asarray(_sorter.divsufsort(text))
+        sa = np.asarray(pydivsufsort.divsufsort(text))
         if sa.dtype != np.int32 and len(text) < 2**31:
             sa = sa.astype(np.int32)
         items = np.arange(n_docs, dtype=np.int64) if doc_items is None else np.asarray(doc_items, dtype=np.int64)
