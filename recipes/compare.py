@@ -245,7 +245,18 @@ def run_rrf(ds: Dataset, seed: int, state: dict) -> Outcome:
 
 
 def run_sasrec(ds: Dataset, seed: int, state: dict) -> Outcome:
-    from gr_toolkit.vectors.cf import SASRecConfig, sasrec_rank, train_sasrec
+    from gr_toolkit.vectors.cf import SASRecConfig, load_sasrec, sasrec_rank, train_sasrec
+
+    if state.get("sasrec_model"):
+        # A model trained (and epoch-selected on validation) by `gr-toolkit embed ... --save-model DIR`.
+        model = load_sasrec(state["sasrec_model"], ds.catalog.fingerprint())
+        v = dict(model.history[model.best_epoch - 1]) if model.best_epoch else {}
+        t = time.perf_counter()
+        ranked, scores = sasrec_rank(model, ds.test, k=max(KS))
+        conf = {**model.manifest["config"], "best_epoch": model.best_epoch, "top_k": "exact",
+                "model_dir": str(state["sasrec_model"]), "trained_by": model.manifest.get("command", "")}
+        return Outcome(ranked, scores, float(model.train_seconds or 0.0), time.perf_counter() - t, conf, v,
+                       [{"config": model.manifest["config"], "history": model.history}])
 
     base = SASRecConfig(seed=seed, epochs=state.get("sasrec_epochs", 40), patience=5, loss="sampled",
                         num_negatives=1280, lr=2e-3)
@@ -444,6 +455,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--sasrec-epochs", type=int, default=40)
+    ap.add_argument("--sasrec-model", default=None, help="evaluate a SASRec saved by `gr-toolkit embed --save-model` instead of training")
     ap.add_argument("--sasrec-grid", default="", help="extra SASRec configs to try, e.g. 'loss=full;dropout=0.3'")
     ap.add_argument("--report-only", action="store_true", help="only rebuild eval/RESULTS.md and the plots")
     args = ap.parse_args()
@@ -458,7 +470,7 @@ def main() -> None:
             kv = dict(p.split("=", 1) for p in spec.split(","))
             grid.append(asdict(from_dict(SASRecConfig, kv, where="--sasrec-grid")))
             grid[-1] = {k: grid[-1][k] for k in kv}
-        opts = {"sasrec_epochs": args.sasrec_epochs, "sasrec_grid": grid}
+        opts = {"sasrec_epochs": args.sasrec_epochs, "sasrec_grid": grid, "sasrec_model": args.sasrec_model}
         for d in datasets:
             ds_methods = (SEQ_METHODS if d == "beauty" else SEARCH_METHODS) if args.methods == "all" else args.methods.split(",")
             run_dataset(d, list(ds_methods), args.seed, args.data_dir, opts)

@@ -33,3 +33,12 @@ def test_history_counts_and_exclusion():
     assert items.tolist() == [[0, 1, 2], [0, 1, 2]]
     items, _ = pop.rank(test, k=3, exclude_history=True)
     assert items.tolist() == [[2, 3, 4], [0, 1, 3]]
+
+
+def test_prefix_examples_count_each_interaction_once():
+    cat = Catalog("h", [str(i) for i in range(4)])
+    # user u has sequence 0 1 2 emitted as two prefix examples; user v has 3 0
+    train = Examples("history", targets=[np.array([1]), np.array([2]), np.array([0])],
+                     histories=[np.array([0]), np.array([0, 1]), np.array([3])], keys=["u", "u", "v"])
+    ds = Dataset("h", cat, train, train, train, "leave-one-out")
+    np.testing.assert_allclose(item_popularity(ds), [2, 1, 1, 1])

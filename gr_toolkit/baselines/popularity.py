@@ -1,8 +1,8 @@
 """Most-popular baseline: every source gets the items ranked by (weighted) training frequency.
 
 The floor any learned retriever must clear; on head-heavy logs (Best Buy) it is not a trivial one.
-Counts come from the TRAINING split only: targets weighted by traffic, plus (for sequences) the
-items in training histories. ``exclude_history`` drops a user's own history items from their list.
+Counts come from the TRAINING split only: targets weighted by traffic (search), or every interaction
+of the users' training sequences, each once (sequences). ``exclude_history`` drops a user's own history items from their list.
 """
 
 from __future__ import annotations
@@ -17,11 +17,15 @@ def item_popularity(dataset: Dataset, count_histories: bool = True) -> np.ndarra
     train = dataset.train
     n = len(dataset.catalog)
     ex, items = train.pairs()
-    counts = np.bincount(items, weights=np.asarray(train.weights, np.float64)[ex], minlength=n).astype(np.float64)
     if count_histories and train.kind == "history" and train.histories:
-        flat = np.concatenate([np.asarray(h, np.int64) for h in train.histories] + [np.zeros(0, np.int64)])
-        counts += np.bincount(flat, minlength=n)
-    return counts
+        # Every interaction once: loaders emit one example per prefix, so summing raw histories would
+        # count an early item once per later position. Rebuild each user's sequence and count that.
+        from gr_toolkit.vectors.cf import training_sequences
+
+        seqs = training_sequences(train)
+        flat = np.concatenate([np.asarray(s, np.int64) for s in seqs] + [np.zeros(0, np.int64)])
+        return np.bincount(flat, minlength=n).astype(np.float64)
+    return np.bincount(items, weights=np.asarray(train.weights, np.float64)[ex], minlength=n).astype(np.float64)
 
 
 class PopularityRetriever:

@@ -345,7 +345,9 @@ def item_cf_vectors(dataset: Dataset, config: Any = None, log: Any = print, save
     if dataset.kind == "history":
         model = train_sasrec(dataset, config if isinstance(config, SASRecConfig) else SASRecConfig(), log=log)
         if save_model:
-            save_sasrec(model, save_model, dataset.catalog.fingerprint(), {"dataset": dataset.name})
+            from gr_toolkit.evaluation.results import current_command
+
+            save_sasrec(model, save_model, dataset.catalog.fingerprint(), {"dataset": dataset.name, "command": current_command()})
         meta = {"model": "sasrec", "config": asdict(model.cfg), "best_epoch": model.best_epoch,
                 "best_valid": model.best_valid, "train_seconds": round(model.train_seconds, 1)}
         return model.item_vectors(), meta
