@@ -127,7 +127,9 @@ def train_dpo(policy: GenerativeRetriever, index: Any, featurizer: Any, examples
     ref_model.to(device)
     start = time.time()
     ref_c, ref_r = reference_logprobs(ref_model, index, featurizer, examples, pairs, device, config.normalize)
-    policy.train()
+    # Dropout off (as trl's ``disable_dropout``): policy and reference log-probs must be comparable,
+    # otherwise dropout noise alone moves the DPO margin. Gradients flow in eval mode all the same.
+    policy.eval()
     params = [p for p in policy.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     total = config.max_steps or config.epochs * math.ceil(len(pairs) / config.batch_size)
@@ -214,6 +216,9 @@ def train_causal_dpo_trl(model: Any, index: Any, featurizer: Any, examples: Exam
         seed=config.seed,
         disable_tqdm=not config.progress,
         dataloader_num_workers=0,
+        # sft_weight > 0: DPO + NLL of the chosen completion (trl's "sft" loss term), as in train_dpo
+        loss_type=["sigmoid", "sft"] if config.sft_weight > 0 else ["sigmoid"],
+        loss_weights=[1.0, config.sft_weight] if config.sft_weight > 0 else None,
     )
     trainer = DPOTrainer(model=model.lm, ref_model=ref, args=args, train_dataset=data, processing_class=tokenizer)
     start = time.time()
