@@ -99,3 +99,41 @@ def test_dpo_loss_hand_value():
     rc, rr = torch.tensor([-1.5]), torch.tensor([-1.5])
     # margin = (-1 + 1.5) - (-2 + 1.5) = 1; loss = -log sigmoid(beta * 1) = log(1 + e^-0.5)
     assert float(dpo_loss(pc, pr, rc, rr, beta=0.5)) == pytest.approx(np.log1p(np.exp(-0.5)), rel=1e-6)
+
+
+def test_run_dpo_stage_on_a_finished_sft_run(tmp_path, tiny_history_dataset):
+    """The ``--stage dpo`` entry point: SFT run dir in, a new loadable run dir out."""
+    import dataclasses
+    import json
+
+    from gr_toolkit.data.featurize import SourceFeaturizer
+    from gr_toolkit.identifiers.codes import CodeIndex
+    from gr_toolkit.models.hf_seq2seq import HFSeq2SeqRetriever, T5RetrieverConfig
+    from gr_toolkit.training.dpo import run_dpo_stage
+    from gr_toolkit.training.run import RunDir
+
+    ds = tiny_history_dataset
+    n = len(ds.catalog)
+    codes = np.stack([np.arange(n) // 20, 15 + np.arange(n) % 20], axis=1)
+    vocab = 35
+    index = CodeIndex("rq", codes, np.full(n, 2), vocab, np.full(vocab, -1), (np.arange(vocab) >= 15).astype(np.int64),
+                      ds.catalog.fingerprint())
+    fz = SourceFeaturizer().fit(ds)
+    cfg = T5RetrieverConfig(d_model=16, num_layers=1, num_decoder_layers=1, num_heads=2, d_ff=32, dropout=0.0)
+    model = HFSeq2SeqRetriever.build(index, fz, cfg)
+    run = RunDir(tmp_path / "sft")
+    run.create(model_name="t5", model_config=dataclasses.asdict(cfg), train_config={}, dataset=ds.name,
+               catalog_fingerprint=ds.catalog.fingerprint(), index=index, index_source=None, featurizer=fz)
+    run.save_best(model)
+    run.update_manifest(status="finished")
+    out = run_dpo_stage(tmp_path / "sft", ds, DPOTrainConfig(pairs="mined", mine_beam=4, mine_max_examples=24,
+                                                             max_steps=2, batch_size=12, device="cpu"), log=lambda *_: None)
+    man = json.loads((out / "manifest.json").read_text())
+    assert out == tmp_path / "sft-dpo" and man["stage"] == "dpo" and man["dpo"]["pairs"] > 0
+    reloaded = HFSeq2SeqRetriever.build(index, fz, cfg)
+    RunDir(out).load_best(reloaded)
+    changed = any(not torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), model.state_dict().values(),
+                                                         strict=True))
+    assert changed  # DPO moved the weights, and the new run holds them
+    with pytest.raises(Exception, match="not empty"):
+        run_dpo_stage(tmp_path / "sft", ds, DPOTrainConfig(pairs="mined", max_steps=1, device="cpu"), out_dir=out)
