@@ -149,7 +149,8 @@ def _breakdown(model: GenerativeRetriever, fn: Any) -> dict[str, float]:
 def _commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "gr_toolkit"], capture_output=True, text=True)
+        paths = ["gr_toolkit/decoding", "gr_toolkit/bench/decode.py", "gr_toolkit/models"]  # what this measures
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", *paths], capture_output=True, text=True)
         return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
