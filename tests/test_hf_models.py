@@ -207,3 +207,20 @@ def test_id_tokenizer_round_trips_exact_ids():
     ids = [3, 17, 49, 0, 12]
     assert tok(ids_to_text(ids), add_special_tokens=False)["input_ids"] == ids
     assert tok.eos_token_id == 49 and tok.pad_token_id == 0
+
+
+@pytest.mark.parametrize("kind", ["t5", "qwen2"])
+def test_safetensors_round_trip_through_build(tmp_path, indexes, kind):
+    """The run directory persists weights with safetensors save_model/load_model on the built module."""
+    from safetensors.torch import load_model, save_model
+
+    index = indexes["tree"]
+    make = (lambda s: tiny_t5(index, seed=s)) if kind == "t5" else (lambda s: tiny_causal(index, seed=s))
+    a, b = make(11).eval(), make(12).eval()
+    save_model(a, str(tmp_path / "m.safetensors"))
+    load_model(b, str(tmp_path / "m.safetensors"), strict=True)
+    batch = ragged_batch()
+    with torch.no_grad():
+        la, _, _ = _teacher_forced_logits(a, index, batch, np.array([1, 2, 3, 4]))
+        lb, _, _ = _teacher_forced_logits(b, index, batch, np.array([1, 2, 3, 4]))
+    assert torch.equal(la, lb)
