@@ -104,9 +104,9 @@ class TextPromptFeaturizer:
         idx = np.arange(len(examples)) if idx is None else np.asarray(idx)
         # keep the END of long prompts: the template's tail ("...identifier:") must survive truncation
         self.tokenizer.truncation_side = "left"
+        self.tokenizer.padding_side = "right"  # the SourceBatch layout; PromptLayout re-pads on the left
         enc = self.tokenizer(self.texts(examples, idx), padding=True, truncation=True, max_length=self.max_length,
                              return_tensors="pt", add_special_tokens=False)
-        self.tokenizer.padding_side = "right"
         return SourceBatch(enc["input_ids"], enc["attention_mask"].bool(), self.kind)
 
 
