@@ -129,9 +129,9 @@ def test_build_is_fast_for_a_million_codes():
     k, depth, n = 16, 5, 1_000_000
     perm = np.random.default_rng(0).permutation(k**depth)[:n]
     codes = np.stack([(perm // k ** (depth - 1 - j)) % k for j in range(depth)], 1)
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time: robust to a shared machine
     trie = TrieConstraint.from_codes(codes)
-    assert time.perf_counter() - t0 < 10.0
+    assert time.process_time() - t0 < 10.0
     assert int(trie.node_done.sum()) == n
     # spot-check: walking item 123456's code ends at item 123456
     s = trie.start(1)
