@@ -224,3 +224,24 @@ def test_safetensors_round_trip_through_build(tmp_path, indexes, kind):
         la, _, _ = _teacher_forced_logits(a, index, batch, np.array([1, 2, 3, 4]))
         lb, _, _ = _teacher_forced_logits(b, index, batch, np.array([1, 2, 3, 4]))
     assert torch.equal(la, lb)
+
+
+def test_causal_from_local_directory_appends_identifier_tokens(tmp_path, indexes):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from gr_toolkit.models.hf_causal import CausalRetrieverConfig, HFCausalRetriever
+
+    cfg = Qwen2Config(vocab_size=60, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                      num_key_value_heads=2, pad_token_id=0)
+    Qwen2ForCausalLM(cfg).save_pretrained(tmp_path / "lm")
+    index = indexes["varlen"]
+    model = HFCausalRetriever(CausalRetrieverConfig(pretrained_path=str(tmp_path / "lm")), index.decoder_vocab_size,
+                              source_vocab_size=60, source_kind="query").eval()
+    # identifier tokens are new rows after the model's 60; prompts are the model's own ids (no markers)
+    assert model.token_map.tolist() == list(range(60, 60 + index.decoder_vocab_size))
+    assert not model.layout.use_markers and model.layout.source_offset == 0
+    batch = SourceBatch(torch.tensor([[5, 9, 13], [7, 0, 0]]), torch.tensor([[1, 1, 1], [1, 0, 0]], dtype=torch.bool),
+                        "query")
+    out = beam_search(model, index.constraint(), batch, 4)
+    assert out.alive.all()
+    assert {_as_identifier(r, index) for r in out.tokens.reshape(-1, out.tokens.shape[-1]).tolist()} <= _known(index)
