@@ -65,3 +65,20 @@ def test_small_beam_finds_items_whose_exact_scores_match():
 def test_raw_codes_need_bos():
     with pytest.raises(ValueError, match="bos_id"):
         exact_scores(TinyGRURetriever(50, 4), (np.array([[0], [1]]), np.array([1, 1])), random_batch(1))
+
+
+def test_real_seater_model_beam_equals_exact_when_beam_covers_all_items():
+    """The cached incremental ``step`` of SeaterModel must agree with its teacher-forced ``decode``."""
+    seater = pytest.importorskip("gr_toolkit.models.seater")
+    codes, lengths, vocab = _random_tree(5, k=3, depth=3, n=20)
+    index = _index(codes, lengths, vocab)
+    torch.manual_seed(0)
+    cfg = seater.SeaterConfig(layers=1, d_model=16, heads=2, ffn=32, dropout=0.0, max_history=6)
+    model = seater.SeaterModel(cfg, decoder_vocab_size=index.decoder_vocab_size, n_items=20, source_kind="history").eval()
+    batch = random_batch(3, source_vocab=20, seed=6)
+    with torch.inference_mode():
+        beams = beam_search(model, index.constraint(), batch, beam_size=20)
+    ranked = index.rank(beams, top_k=20)
+    items, scores = exact_topk(model, index, batch, k=20)
+    torch.testing.assert_close(ranked.scores, scores, rtol=1e-4, atol=1e-4)
+    assert torch.equal(ranked.items, items)
