@@ -13,6 +13,11 @@ model (T5 at the TIGER size, and a small Qwen2-style causal LM), it times beam s
 Routes 2 and 3 use ``renormalize_logits=True`` (log-softmax after the constraint mask), so all three
 rank beams by the same scores.
 
+It also times the constraint's own work per decode, model excluded (``constraint_only``): the unified
+search's trie ops, our ``ConstraintLogitsProcessor`` and transformers' ``PrefixConstrainedLogitsProcessor``
+on identical inputs. End to end, a from-scratch model's forward passes dominate on CPU, so the
+end-to-end ratios are far smaller than the constraint-only ones.
+
 Every returned sequence of every route must be a complete identifier of an item (checked, counted);
 top-1 agreement between routes is reported (same scores up to float noise). Speed ratios are against
 route 3.
@@ -163,6 +168,58 @@ def bench_model(model: Any, index: CodeIndex, batches: list[SourceBatch], beam: 
     return result
 
 
+def constraint_overhead(index: CodeIndex, beam: int, batch: int, repeats: int, seed: int = 0) -> dict[str, Any]:
+    """The constraint's own cost per decoding step, model excluded, for ``batch * beam`` rows.
+
+    Rows hold prefixes of real identifiers (as beams do); for each step ``t`` we time (a) the unified
+    beam search's constraint work (``candidates`` + ``advance`` on trie states), (b) our
+    ``ConstraintLogitsProcessor`` and (c) transformers' ``PrefixConstrainedLogitsProcessor`` with the
+    dict-trie ``prefix_allowed_tokens_fn``, on identical ``input_ids`` / ``scores``.
+    """
+    from transformers.generation.logits_process import PrefixConstrainedLogitsProcessor
+
+    from gr_toolkit.decoding.logits_processor import ConstraintLogitsProcessor
+
+    constraint = index.constraint()
+    n = batch * beam
+    rng = np.random.default_rng(seed)
+    items = rng.integers(0, index.n_items, n)
+    codes = torch.from_numpy(index.codes[items])
+    bos = index.bos_id
+    vocab = index.decoder_vocab_size
+    ours = ConstraintLogitsProcessor(constraint, np.arange(index.vocab_size), eos_token_id=index.eos_id, prefix_length=1)
+    trie = PrefixTrie(index.codes, index.lengths, np.arange(index.vocab_size), index.eos_id, 1)
+    theirs = PrefixConstrainedLogitsProcessor(trie, beam)
+    scores = torch.randn(n, vocab)
+    steps = constraint.max_steps
+    inputs = [torch.cat([torch.full((n, 1), bos), codes[:, :t]], dim=1) for t in range(steps)]
+
+    def unified() -> None:
+        states = constraint.start(n)
+        for t in range(steps):
+            constraint.candidates(states)
+            states = constraint.advance(states, codes[:, t])
+
+    def processor() -> None:
+        for x in inputs:
+            ours(x, scores)
+
+    def prefix_fn() -> None:
+        for x in inputs:
+            theirs(x, scores)
+
+    out = {name: _median_time(fn, repeats) for name, fn in
+           {"unified (candidates+advance)": unified, "ConstraintLogitsProcessor": processor,
+            "prefix_allowed_tokens_fn": prefix_fn}.items()}
+    ref = out["prefix_allowed_tokens_fn"]
+    return {
+        "rows": n,
+        "steps": steps,
+        "seconds_per_decode": {k: round(v, 6) for k, v in out.items()},
+        "speedup_vs_prefix_fn": {k: round(ref / v, 1) for k, v in out.items() if k != "prefix_allowed_tokens_fn"},
+    }
+
+
 def command(
     items: int = typer.Option(10000, help="catalog size"),
     levels: int = typer.Option(3, help="identifier levels (RQ depth)"),
@@ -170,6 +227,7 @@ def command(
     beam: int = typer.Option(50, help="beam size (all routes)"),
     queries: int = typer.Option(32, help="queries per timed repeat"),
     batch: int = typer.Option(16, help="queries per call"),
+    overhead_batch: int = typer.Option(64, help="queries per call for the constraint-only timing"),
     source_len: int = typer.Option(16, help="query tokens"),
     source_vocab: int = typer.Option(1000),
     models: str = typer.Option("t5,causal", help="comma-separated: t5, causal"),
@@ -195,6 +253,9 @@ def command(
         mask = torch.arange(source_len)[None, :] < lens[:, None]
         toks = torch.randint(4, source_vocab, (n, source_len), generator=gen).masked_fill(~mask, 0)
         batches.append(SourceBatch(toks, mask, "query"))
+    overhead = constraint_overhead(index, beam, overhead_batch, max(repeats, 3), seed)
+    typer.echo(f"constraint only ({overhead['rows']} rows x {overhead['steps']} steps): {overhead['seconds_per_decode']} "
+               f"-> x{overhead['speedup_vs_prefix_fn']}")
     results = {}
     for name in [m.strip() for m in models.split(",") if m.strip()]:
         if name == "t5":
@@ -232,6 +293,7 @@ def command(
         "queries": queries,
         "batch": batch,
         "source_len": source_len,
+        "constraint_only": overhead,
         "results": results,
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
