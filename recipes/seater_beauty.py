@@ -110,6 +110,7 @@ def main() -> None:
     ap.add_argument("--align-weight", type=float, default=0.05)
     ap.add_argument("--rank-weight", type=float, default=0.05)
     ap.add_argument("--rank-beta", type=float, default=0.001)
+    ap.add_argument("--rank-max-examples", type=int, default=None, help="rows per batch for the ranking loss")
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--eval-max-examples", type=int, default=5000, help="validation subset for model selection")
     ap.add_argument("--max-steps-per-epoch", type=int, default=None)
@@ -123,19 +124,26 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     ds = load_dataset("beauty", data_dir=args.data_dir, seed=0)
-    vectors, vec_name, vec_source = resolve_vectors(args, ds)
+    vec_name = {"cooc": "cooc64", "text": "beauty__text"}.get(args.vector_method, "") if not args.vectors else ""
+    index_dir = Path("indexes") / f"beauty__{args.tree}_k{args.k}_{vec_name}"
+    if vec_name and (index_dir / "manifest.json").exists():  # index already built: skip the vectors
+        vectors, vec_source = None, json.loads((index_dir / "manifest.json").read_text()).get("vectors", "")
+    else:
+        vectors, vec_name, vec_source = resolve_vectors(args, ds)
     losses = ["gen"] + ([] if args.no_align else ["align"]) + ([] if args.no_rank else ["rank"])
     method = args.method or "seater" + ("" if args.tree == "seater" else f"-{args.tree.removeprefix('seater-')}") + (
         "" if args.vector_method == "cf" or args.vectors else f"-{args.vector_method}vec") + ("-no-rank" if args.no_rank else "") + (
         "-no-align" if args.no_align else "")
     index_dir = Path("indexes") / f"beauty__{args.tree}_k{args.k}_{vec_name}"
     index, index_seconds = build_or_load_index(ds, args.tree, vectors, {"k": args.k, "seed": 0}, index_dir)
+    vec_source = vec_source or {"cooc64": "PPMI co-occurrence SVD (window 3, 64-d) of training sequences",
+                                "beauty__text": str(TEXT_VECTORS)}.get(vec_name, vec_name)
 
     train_opts = {
         "losses": ",".join(losses), "epochs": args.epochs, "patience": args.patience, "batch_size": args.batch_size,
         "lr": args.lr, "weight_decay": args.weight_decay, "align_weight": args.align_weight,
         "rank_weight": args.rank_weight, "rank_beta": args.rank_beta, "eval_beam": args.beam,
-        "eval_max_examples": args.eval_max_examples, "max_steps_per_epoch": args.max_steps_per_epoch,
+        "rank_max_examples": args.rank_max_examples, "eval_max_examples": args.eval_max_examples, "max_steps_per_epoch": args.max_steps_per_epoch,
         "seed": args.seed, "threads": args.threads, "eval_batch_size": 512,
     }
     run_dir = Path(args.runs_dir) / f"beauty__{method}__s{args.seed}"

@@ -166,3 +166,18 @@ def test_rank_loss_with_variable_length_codes():
     ctx = LossContext(model, idx, batch, items, targets, mem, hidden)
     for fn in build_losses("gen,align,rank", 8):
         assert torch.isfinite(fn(ctx))
+
+
+def test_rank_loss_can_use_a_subset_of_rows():
+    ctx, idx, model = _ctx(items=(0, 5, 6, 7))
+    loss_fn = build_losses("rank", 16, {"rank": {"max_examples": 2}})[0]
+    torch.manual_seed(0)
+    part = loss_fn(ctx)
+    assert torch.isfinite(part)
+    # identical to the loss computed on a context holding only the first two rows
+    ctx2, _, _ = _ctx(items=(0, 5))
+    ctx2.model = model
+    ctx2.batch = SourceBatch(ctx.batch.tokens[:2], ctx.batch.mask[:2], "history")
+    ctx2.memory = model.encode(ctx2.batch)
+    torch.manual_seed(0)
+    torch.testing.assert_close(part, loss_fn(ctx2))

@@ -110,9 +110,18 @@ class RankingLoss(nn.Module):
     name = "rank"
 
     def __init__(
-        self, hidden_size: int, weight: float = 0.05, n_negatives: int = 4, beta: float = 0.001, prefixes: str = "deepest"
+        self,
+        hidden_size: int,
+        weight: float = 0.05,
+        n_negatives: int = 4,
+        beta: float = 0.001,
+        prefixes: str = "deepest",
+        max_examples: int | None = None,
     ) -> None:
         super().__init__()
+        #: Use only the first ``max_examples`` rows of each (shuffled) batch: the ranking loss decodes
+        #: 1 + N identifiers per row, so this bounds its cost on CPU (None = every row, as in the paper).
+        self.max_examples = max_examples
         self.weight = weight
         self.n_negatives = n_negatives
         self.beta = beta
@@ -134,7 +143,8 @@ class RankingLoss(nn.Module):
 
     def forward(self, ctx: LossContext) -> torch.Tensor:
         device = ctx.hidden.device
-        items = ctx.target_items.to(device)
+        rows_used = len(ctx.target_items) if self.max_examples is None else min(self.max_examples, len(ctx.target_items))
+        items = ctx.target_items[:rows_used].to(device)
         b, n = len(items), self.n_negatives
         smp = self.sampler(ctx.index, device)
         shared = smp.shared_lengths(items, n, self.prefixes)
@@ -152,7 +162,7 @@ class RankingLoss(nn.Module):
         states = ctx.model.decode(memory, batch, dec_in)  # [B*(1+N), T+1, d]
         m = (dec_in >= 0).unsqueeze(-1).to(states.dtype)
         zy = ((states * m).sum(1) / m.sum(1)).view(b, n + 1, -1)
-        zx = ctx.model.pool_memory(ctx.memory, ctx.batch)
+        zx = ctx.model.pool_memory(ctx.memory, ctx.batch)[:b]
         score = self.similarity(zx, zy)  # [B, 1+N]
 
         return pairwise_margin_loss(score, num, ok, self.beta)

@@ -49,6 +49,8 @@ class TrainConfig:
     rank_negatives: int = 4
     rank_beta: float = 0.001
     rank_prefixes: str = "deepest"
+    #: Rows of each batch the ranking loss uses (None = all; fewer = cheaper on CPU).
+    rank_max_examples: int | None = None
 
     def loss_names(self) -> list[str]:
         return [n.strip() for n in self.losses.split(",") if n.strip()]
@@ -60,6 +62,6 @@ class TrainConfig:
             "align": {"weight": self.align_weight, "tau": self.align_tau, "exclude_family": self.align_exclude_family,
                       "root": self.align_root},
             "rank": {"weight": self.rank_weight, "n_negatives": self.rank_negatives, "beta": self.rank_beta,
-                     "prefixes": self.rank_prefixes},
+                     "prefixes": self.rank_prefixes, "max_examples": self.rank_max_examples},
         }
         return {name: opts[name] for name in self.loss_names() if name in opts}
