@@ -14,10 +14,14 @@ decoding steps. Per step:
 
 Finished beams (``is_done``) carry their score forward unchanged (one dummy candidate with log-prob 0,
 token -1). Dead ends (no allowed token, not finished) get score -inf and are dropped; nothing is ever
-decoded unconstrained. Step 0 keeps only beam 0 of each query alive, so no duplicates appear.
+decoded unconstrained. Step 0 decodes one row per query (the empty prefix), so no duplicates appear;
+afterwards the number of rows per query is the most finite candidates any query had, capped at
+``beam_size`` (a k-ary tree decodes 1, k, k^2, ... rows until the beam is full), so the model never
+runs on filler rows of the first steps. The memory is re-expanded (``model.expand_memory``) when
+that width changes.
 
-Cost per step: O(N * W) for constraint and selection plus one model step over N rows; memory
-O(N * (W + T)) besides the model cache.
+Cost per step: O(N * W) for constraint and selection plus one model step over N <= B * beam rows;
+memory O(N * (W + T)) besides the model cache.
 """
 
 from __future__ import annotations
@@ -66,26 +70,32 @@ def beam_search(
     steps = constraint.max_steps if max_steps is None else int(max_steps)
     device = batch.tokens.device
     b, k = len(batch), beam_size
-    n = b * k
     neg_inf = float("-inf")
 
     if memory is None:
         memory = model.encode(batch)
-    rows = torch.arange(b, device=device).repeat_interleave(k)
-    memory = model.expand_memory(memory, rows)  # beams of a query share its memory: expanded once
-    batch_mask = batch.mask.index_select(0, rows)
-    row_base = (torch.arange(b, device=device) * k).unsqueeze(1)  # [B, 1]
+    query = torch.arange(b, device=device)
 
-    states = constraint.start(n, device)
+    def expanded(width: int) -> tuple[Any, torch.Tensor]:
+        """Memory and source mask with ``width`` rows per query (beams of a query share its memory)."""
+        rows = query.repeat_interleave(width)
+        return model.expand_memory(memory, rows), batch.mask.index_select(0, rows)
+
+    # Live width: rows per query actually decoded. It starts at 1 (only beam 0 exists at step 0) and
+    # grows to ``beam_size`` as soon as the constraint offers enough candidates, so the first steps of
+    # a tree (1, then k beams) do not run the model on -inf filler rows.
+    width_live = 1
+    mem, batch_mask = expanded(width_live)
+    states = constraint.start(b, device)
     # Optional fast path: constraints whose candidate columns name children directly (TrieConstraint).
     fast_slots = hasattr(constraint, "advance_slot") and states.dim() == 1
-    scores = torch.full((b, k), neg_inf, device=device)
-    scores[:, 0] = 0.0
-    last = torch.full((n,), int(bos_id), dtype=torch.long, device=device)
-    history = torch.full((n, steps), -1, dtype=torch.long, device=device)
+    scores = torch.zeros((b, 1), device=device)
+    last = torch.full((b,), int(bos_id), dtype=torch.long, device=device)
+    history = torch.full((b, steps), -1, dtype=torch.long, device=device)
     cache = None
 
     for t in range(steps):
+        n = b * width_live
         done = constraint.is_done(states)
         live = torch.isfinite(scores).view(-1)
         if not bool((live & ~done).any()):
@@ -94,31 +104,33 @@ def beam_search(
         cand, valid = constraint.candidates(states)
         if cand.shape[1] == 0:  # every state is finished or a dead end
             cand, valid = cand.new_full((n, 1), -1), valid.new_zeros((n, 1))
-        # Finished beams: exactly one dummy candidate (token -1, log-prob 0).
-        valid = valid & ~done.unsqueeze(1)
-        valid[:, 0] |= done
-        cand = cand.masked_fill(done.unsqueeze(1), -1)
+        any_done = bool(done.any())
+        if any_done:  # finished beams: exactly one dummy candidate (token -1, log-prob 0)
+            valid = valid & ~done.unsqueeze(1)
+            valid[:, 0] |= done
+            cand = cand.masked_fill(done.unsqueeze(1), -1)
         model_cand = cand.clamp_min(0)  # padding/dummy slots need a real token id; their logits are ignored
 
         if normalize == "allowed":
-            logits, cache = model.step(memory, batch_mask, last, cache, model_cand)
+            logits, cache = model.step(mem, batch_mask, last, cache, model_cand)
             logits = logits.float().masked_fill(~valid, neg_inf)
             logp = logits - torch.logsumexp(logits, dim=1, keepdim=True)
         else:
-            full, cache = model.step(memory, batch_mask, last, cache, None)
+            full, cache = model.step(mem, batch_mask, last, cache, None)
             logp = torch.log_softmax(full.float(), dim=1).gather(1, model_cand)
         logp = torch.where(valid, logp, neg_inf)
-        logp = logp.masked_fill(done.unsqueeze(1) & valid, 0.0)
+        if any_done:
+            logp = logp.masked_fill(done.unsqueeze(1) & valid, 0.0)
 
-        width = cand.shape[1]
-        total = (scores.view(n, 1) + logp).view(b, k * width)
-        top = min(k, k * width)
-        scores, flat = total.topk(top, dim=1)
-        if top < k:  # fewer candidates than beams (tiny tries): pad with dropped beams
-            scores = torch.cat([scores, scores.new_full((b, k - top), neg_inf)], dim=1)
-            flat = torch.cat([flat, flat.new_zeros((b, k - top))], dim=1)
-        src = (row_base + torch.div(flat, width, rounding_mode="floor")).view(-1)
-        col = (flat % width).view(-1)
+        cw = cand.shape[1]
+        total = (scores.view(n, 1) + logp).view(b, width_live * cw)
+        # Next live width: the most finite candidates any query has, capped at the beam size.
+        new_width = min(k, int(torch.isfinite(total).sum(1).max()))
+        new_width = max(new_width, 1)
+        scores, flat = total.topk(new_width, dim=1)
+        row_base = (query * width_live).unsqueeze(1)
+        src = (row_base + torch.div(flat, cw, rounding_mode="floor")).view(-1)
+        col = (flat % cw).view(-1)
         chosen_ok = valid[src, col] & torch.isfinite(scores.view(-1))
         token = torch.where(chosen_ok, cand[src, col], -1)
 
@@ -126,6 +138,9 @@ def beam_search(
         history = history.index_select(0, src)
         last = last.index_select(0, src)
         cache = model.reorder_cache(cache, src)
+        if new_width != width_live:
+            width_live = new_width
+            mem, batch_mask = expanded(width_live)
         history[:, t] = token
         if fast_slots:  # the trie knows the child in each candidate column: no token search
             states = torch.where(token >= 0, constraint.advance_slot(states, col), states)
@@ -135,18 +150,23 @@ def beam_search(
                 states = states.clone()
                 states[move] = constraint.advance(states[move], token[move])
         last = torch.where(token >= 0, token, last)
-        scores = scores.masked_fill(~chosen_ok.view(b, k), neg_inf)
+        scores = scores.masked_fill(~chosen_ok.view(b, width_live), neg_inf)
 
-    alive = torch.isfinite(scores) & constraint.is_done(states).view(b, k)
+    alive = torch.isfinite(scores) & constraint.is_done(states).view(b, width_live)
     scores = scores.masked_fill(~alive, neg_inf)
     if length_normalize:
-        lengths = (history >= 0).sum(1).clamp_min(1).view(b, k).to(scores.dtype)
+        lengths = (history >= 0).sum(1).clamp_min(1).view(b, width_live).to(scores.dtype)
         scores = torch.where(alive, scores / lengths, scores)
     scores, order = scores.sort(dim=1, descending=True)
-    src = (row_base + order).view(-1)
-    return BeamOutput(
-        tokens=history.index_select(0, src).view(b, k, -1),
-        scores=scores,
-        states=states.index_select(0, src),
-        alive=alive.gather(1, order),
-    )
+    src = ((query * width_live).unsqueeze(1) + order).view(-1)
+    history = history.index_select(0, src).view(b, width_live, -1)
+    states = states.index_select(0, src)
+    alive = alive.gather(1, order)
+    if width_live < k:  # fewer identifiers than beams: pad with dropped beams (start states, no tokens)
+        pad = k - width_live
+        history = torch.cat([history, history.new_full((b, pad, history.shape[2]), -1)], dim=1)
+        scores = torch.cat([scores, scores.new_full((b, pad), neg_inf)], dim=1)
+        alive = torch.cat([alive, alive.new_zeros((b, pad))], dim=1)
+        filler = constraint.start(b * pad, device).view(b, pad, *states.shape[1:])
+        states = torch.cat([states.view(b, width_live, *states.shape[1:]), filler], dim=1).view(b * k, *states.shape[1:])
+    return BeamOutput(tokens=history, scores=scores, states=states, alive=alive)
