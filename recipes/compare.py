@@ -155,16 +155,19 @@ def run_minilm(ds: Dataset, seed: int, state: dict) -> Outcome:
                    {"model": "all-MiniLM-L6-v2", "item_field": "text", "top_k": "exact"}, valid)
 
 
-def _dssm_grid(ds: Dataset, init: str, seed: int) -> list:
+def _dssm_grid(ds: Dataset, init: str, seed: int, state: dict) -> list:
+    """The base config plus the variants given on the command line (``--dssm-grid`` / ``--dssm-minilm-grid``)."""
     from gr_toolkit.baselines.dssm import DSSMConfig
+    from gr_toolkit.config import from_dict
 
-    base = DSSMConfig(init=init, seed=seed, epochs=30 if init == "scratch" else 12, patience=4, verbose=True)
+    base = DSSMConfig(init=init, seed=seed, epochs=state.get(f"dssm_{init}_epochs", 30 if init == "scratch" else 12),
+                      patience=3, verbose=True)
     if init == "minilm":
-        base = replace(base, lr=1e-3, temperature=0.05, dim=128)
-        return [base, replace(base, temperature=0.1)]
-    grid = [base, replace(base, temperature=0.1)]
-    if ds.name == "bestbuy":
-        grid.append(replace(base, weighted_sampling=True))
+        base = replace(base, lr=1e-3)
+    grid = [base]
+    for spec in filter(None, state.get(f"dssm_{init}_grid", "").split(";")):
+        kv = dict(p.split("=", 1) for p in spec.split(","))
+        grid.append(from_dict(DSSMConfig, {**asdict(base), **kv}, where=f"--dssm-{init}-grid"))
     return grid
 
 
@@ -180,7 +183,7 @@ def _run_dssm(ds: Dataset, seed: int, state: dict, init: str) -> Outcome:
         state["query_dense"] = query_dense
         t_feat = time.perf_counter() - t
     rows, best = [], None
-    for cfg in _dssm_grid(ds, init, seed):
+    for cfg in _dssm_grid(ds, init, seed, state):
         retr = train_dssm(ds, cfg, log=lambda m: log("  " + m), item_dense=item_dense, query_dense=query_dense)
         v = dict(retr.history[retr.best_epoch - 1]) if retr.best_epoch else {}
         rows.append({"config": asdict(cfg), "best_epoch": retr.best_epoch, "valid": v, "train_seconds": retr.train_seconds})
@@ -455,6 +458,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--sasrec-epochs", type=int, default=40)
+    ap.add_argument("--dssm-epochs", type=int, default=30, help="max epochs of the scratch two-tower (early stopping on valid)")
+    ap.add_argument("--dssm-grid", default="", help="extra scratch DSSM configs, e.g. 'temperature=0.1;weighted_sampling=true'")
+    ap.add_argument("--dssm-minilm-epochs", type=int, default=12)
+    ap.add_argument("--dssm-minilm-grid", default="")
     ap.add_argument("--sasrec-model", default=None, help="evaluate a SASRec saved by `gr-toolkit embed --save-model` instead of training")
     ap.add_argument("--sasrec-grid", default="", help="extra SASRec configs to try, e.g. 'loss=full;dropout=0.3'")
     ap.add_argument("--report-only", action="store_true", help="only rebuild eval/RESULTS.md and the plots")
@@ -470,7 +477,9 @@ def main() -> None:
             kv = dict(p.split("=", 1) for p in spec.split(","))
             grid.append(asdict(from_dict(SASRecConfig, kv, where="--sasrec-grid")))
             grid[-1] = {k: grid[-1][k] for k in kv}
-        opts = {"sasrec_epochs": args.sasrec_epochs, "sasrec_grid": grid, "sasrec_model": args.sasrec_model}
+        opts = {"dssm_scratch_epochs": args.dssm_epochs, "dssm_scratch_grid": args.dssm_grid,
+                "dssm_minilm_epochs": args.dssm_minilm_epochs, "dssm_minilm_grid": args.dssm_minilm_grid,
+                "sasrec_epochs": args.sasrec_epochs, "sasrec_grid": grid, "sasrec_model": args.sasrec_model}
         for d in datasets:
             ds_methods = (SEQ_METHODS if d == "beauty" else SEARCH_METHODS) if args.methods == "all" else args.methods.split(",")
             run_dataset(d, list(ds_methods), args.seed, args.data_dir, opts)

@@ -8,7 +8,8 @@
   initialised to the identity while the hashed and id parts start at zero, so training starts from
   zero-shot MiniLM retrieval and fine-tunes from there (full fine-tuning of MiniLM is too slow on CPU).
 - Loss: softmax over in-batch items (other queries' positives; a query's own other positives are
-  masked) plus shared uniformly sampled catalog negatives (accidental hits masked).
+  masked) plus shared uniformly sampled catalog negatives (accidental hits masked); a catalog no
+  larger than the negative sample (Best Buy: 413 SKUs) gets the exact softmax over every item.
 - Epoch selection on the validation split; retrieval is exact top-K or faiss (``baselines.topk``).
 
 For sequence datasets the two-tower baseline is SASRec (``gr_toolkit.vectors.cf``): its history tower
@@ -60,7 +61,9 @@ class TextTower(nn.Module):
 
     def __init__(self, cfg: DSSMConfig, dense_dim: int = 0) -> None:
         super().__init__()
-        self.bag = nn.EmbeddingBag(cfg.n_buckets, cfg.dim, mode="mean")
+        # Sparse gradients: a step touches only the buckets in the batch (a dense Adam step over
+        # 2^18 x dim rows per tower costs far more than the whole forward pass on CPU).
+        self.bag = nn.EmbeddingBag(cfg.n_buckets, cfg.dim, mode="sum", sparse=True)
         nn.init.normal_(self.bag.weight, std=0.1)
         self.mlp = nn.Sequential(nn.Linear(cfg.dim, cfg.dim), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.dim, cfg.dim))
         self.dense_dim = dense_dim
@@ -78,8 +81,8 @@ class TextTower(nn.Module):
     def out_dim(self) -> int:
         return self.dense_dim or self.mlp[-1].out_features
 
-    def forward(self, ids: torch.Tensor, offsets: torch.Tensor, dense: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.bag(ids, offsets)
+    def forward(self, ids: torch.Tensor, offsets: torch.Tensor, weights: torch.Tensor, dense: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.bag(ids, offsets, per_sample_weights=weights)  # weighted sum = mean over all features
         h = h + self.mlp(h)
         if self.dense_dim:
             return self.adapter(dense) + self.bag_out(h)
@@ -95,28 +98,29 @@ class DSSM(nn.Module):
         self.query_tower = TextTower(cfg, dense_dim)
         self.item_tower = TextTower(cfg, dense_dim)
         out = self.item_tower.out_dim
-        self.item_id = nn.Embedding(n_items, out) if cfg.item_id_embedding else None
+        self.item_id = nn.Embedding(n_items, out, sparse=True) if cfg.item_id_embedding else None
         if self.item_id is not None:
             nn.init.normal_(self.item_id.weight, std=0.0 if dense_dim else 0.1)
         self.item_bags = item_bags
         self.register_buffer("item_dense", None if item_dense is None else torch.from_numpy(np.asarray(item_dense, np.float32)))
 
-    def _bags(self, bags: HashedBags, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.from_numpy(bags.ids).to(device), torch.from_numpy(bags.offsets[:-1]).to(device)
+    def _bags(self, bags: HashedBags, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return (torch.from_numpy(bags.ids).to(device), torch.from_numpy(bags.offsets[:-1]).to(device),
+                torch.from_numpy(bags.weights).to(device))
 
     def encode_items(self, items: torch.Tensor) -> torch.Tensor:
         dev = items.device
-        ids, offs = self._bags(self.item_bags.take(items.cpu().numpy()), dev)
+        ids, offs, w = self._bags(self.item_bags.take(items.cpu().numpy()), dev)
         dense = None if self.item_dense is None else self.item_dense[items]
-        h = self.item_tower(ids, offs, dense)
+        h = self.item_tower(ids, offs, w, dense)
         if self.item_id is not None:
             h = h + self.item_id(items)
         return F.normalize(h, dim=-1)
 
     def encode_queries(self, bags: HashedBags, dense: torch.Tensor | None = None) -> torch.Tensor:
         dev = next(self.parameters()).device
-        ids, offs = self._bags(bags, dev)
-        return F.normalize(self.query_tower(ids, offs, dense), dim=-1)
+        ids, offs, w = self._bags(bags, dev)
+        return F.normalize(self.query_tower(ids, offs, w, dense), dim=-1)
 
     @torch.no_grad()
     def all_item_vectors(self, batch: int = 8192) -> torch.Tensor:
@@ -232,7 +236,11 @@ def train_dssm(
     q_dense_train = None if item_dense is None else torch.from_numpy(query_dense["train"]).to(device)
     w = np.asarray(train.weights, np.float64)[ex_of_pair]
     p = w / w.sum() if cfg.weighted_sampling else None
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sparse = [p for name, p in model.named_parameters() if name.endswith(("bag.weight", "item_id.weight"))]
+    dense = [p for name, p in model.named_parameters() if not name.endswith(("bag.weight", "item_id.weight"))]
+    opts = [torch.optim.SparseAdam(sparse, lr=cfg.lr), torch.optim.AdamW(dense, lr=cfg.lr, weight_decay=cfg.weight_decay)]
+    full_softmax = n <= max(cfg.num_negatives, cfg.batch_size)
+    all_items = torch.arange(n, device=device)
     valid = dataset.valid
     best, best_state, best_epoch, stale = -1.0, None, 0, 0
     history: list[dict[str, float]] = []
@@ -247,6 +255,23 @@ def train_dssm(
             it = torch.from_numpy(item_of_pair[sel]).to(device)
             qd = None if q_dense_train is None else q_dense_train[ex]
             q = model.encode_queries(q_bags.take(ex_of_pair[sel]), qd)
+            if full_softmax:
+                # Small catalog: score every item (exact softmax), masking the row's other positives.
+                logits = q @ model.encode_items(all_items).T / tau
+                tg = [np.asarray(train.targets[e], np.int64) for e in ex_of_pair[sel]]
+                r = torch.from_numpy(np.repeat(np.arange(len(sel)), [len(t) for t in tg])).to(device)
+                c = torch.from_numpy(np.concatenate(tg)).to(device)
+                other = c != it[r]
+                logits[r[other], c[other]] = float("-inf")
+                loss = F.cross_entropy(logits, it)
+                for opt in opts:
+                    opt.zero_grad(set_to_none=True)
+                loss.backward()
+                for opt in opts:
+                    opt.step()
+                total += float(loss.detach())
+                steps += 1
+                continue
             pos = model.encode_items(it)
             logits = q @ pos.T / tau
             logits = logits.masked_fill(_pair_masks(ex, it), float("-inf"))
@@ -255,9 +280,11 @@ def train_dssm(
                 nl = (q @ model.encode_items(negs).T / tau).masked_fill(negs[None] == it[:, None], float("-inf"))
                 logits = torch.cat([logits, nl], 1)
             loss = F.cross_entropy(logits, torch.arange(len(sel), device=device))
-            opt.zero_grad(set_to_none=True)
+            for opt in opts:
+                opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            for opt in opts:
+                opt.step()
             total += float(loss.detach())
             steps += 1
         rec: dict[str, float] = {"epoch": epoch, "loss": total / max(steps, 1), "seconds": time.perf_counter() - t0}
