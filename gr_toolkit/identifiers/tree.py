@@ -68,6 +68,8 @@ class TreeConfig:
     #: fast | exact | kmeans | random (see gr_toolkit.identifiers.splitters).
     splitter: str = "fast"
     #: With splitter=fast: nodes with fewer items than this use the exact splitter (0 = never).
+    #: Costs ~15 ms per 250-item node; at 1M items / k=16 that is ~4k nodes (+~60 s CPU), so very
+    #: large catalogs may prefer 0 (indexes/configs/seater_large.yaml).
     exact_below: int = 1000
     #: compact (fewest children that keep equal depth) | paper (k-way at every node, chains pad).
     layout: str = "compact"
