@@ -156,6 +156,8 @@ class IdentifierScheme(ABC):
     """Builds an ``ItemIndex`` from a catalog and item vectors. Register with ``SCHEMES``."""
 
     name: ClassVar[str]
+    #: Whether ``build`` consumes item vectors (lexical schemes read titles only).
+    needs_vectors: ClassVar[bool] = True
     #: The scheme's config dataclass (loadable from YAML, overridable with ``--field value``).
     config_class: ClassVar[type]
 
