@@ -310,10 +310,13 @@ def run_dpo_stage(run_dir: str | Path, dataset: Any, config: DPOTrainConfig | No
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    for name in ("featurizer", "index"):
-        shutil.copytree(sft.path / name, tmp / name)
-    if (sft.path / "history.jsonl").exists():
-        shutil.copy2(sft.path / "history.jsonl", tmp / "history.jsonl")
+    for entry in sft.path.iterdir():  # featurizer, index, catalog, history, loss weights: as the SFT run has them
+        if entry.name in ("checkpoint", "model.safetensors", "manifest.json") or entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            shutil.copytree(entry, tmp / entry.name)
+        else:
+            shutil.copy2(entry, tmp / entry.name)
     new = RunDir(tmp)
     new.save_best(model)
     history = result["history"]
