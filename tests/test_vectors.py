@@ -40,6 +40,25 @@ def test_cf_vectors_shape_and_training_signal(tiny_history_dataset):
         assert not set(h.tolist()) & set(row.tolist())
 
 
+def test_sasrec_save_load_round_trip_and_popularity_negatives(tiny_history_dataset, tmp_path):
+    from gr_toolkit.artifacts import ArtifactError
+    from gr_toolkit.vectors.cf import SASRecConfig, load_sasrec, sasrec_rank, save_sasrec, train_sasrec
+
+    ds = tiny_history_dataset
+    cfg = SASRecConfig(dim=8, n_heads=1, n_layers=1, epochs=1, loss="sampled", negative_sampling="popularity",
+                       num_negatives=32, device="cpu", verbose=False)
+    model = train_sasrec(ds, cfg, log=None)
+    save_sasrec(model, tmp_path / "m", ds.catalog.fingerprint())
+    back = load_sasrec(tmp_path / "m", ds.catalog.fingerprint(), device="cpu")
+    np.testing.assert_array_equal(back.item_vectors(), model.item_vectors())
+    np.testing.assert_array_equal(sasrec_rank(back, ds.test, k=5)[0], sasrec_rank(model, ds.test, k=5)[0])
+    assert back.best_epoch == 1
+    with pytest.raises(ArtifactError, match="trained on catalog"):
+        load_sasrec(tmp_path / "m", "0" * 16)
+    with pytest.raises(ValueError, match="negative_sampling"):
+        train_sasrec(ds, SASRecConfig(epochs=1, negative_sampling="hard", verbose=False), log=None)
+
+
 def test_training_sequences_rebuilds_prefix_examples():
     from gr_toolkit.data.types import Examples
     from gr_toolkit.vectors.cf import training_sequences
