@@ -28,9 +28,15 @@ from gr_toolkit.training.pipeline import build_or_load_index, evaluate_run, writ
 VECTOR_DIR = Path("indexes/vectors")
 
 
-def text_vectors(dataset):
-    """``(vectors, source)``: an existing text-vector file of this catalog, else computed and cached."""
+def text_vectors(dataset, explicit: str | None = None):
+    """``(vectors, source)``: ``explicit`` (a .npy of this catalog), else an existing text-vector file of
+    this catalog, else MiniLM vectors computed and cached."""
     from gr_toolkit.vectors.io import VectorError, load_vectors, save_vectors
+
+    if explicit:
+        side = Path(explicit).with_suffix(".json")
+        cmd = json.loads(side.read_text()).get("command", "") if side.exists() else ""
+        return load_vectors(explicit, dataset.catalog), f"{explicit} ({cmd})"
 
     for path in (VECTOR_DIR / f"{dataset.name}__text.npy", VECTOR_DIR / f"hf_{dataset.name}__text.npy"):
         if path.exists():
@@ -53,14 +59,17 @@ def text_vectors(dataset):
 
 def run_one(name: str, args) -> dict:
     ds = load_dataset(name, data_dir=args.data_dir, seed=0)
-    vectors, vec_source = text_vectors(ds)
-    index_dir = Path("indexes") / f"{name}__seater_k{args.k}_text"
+    explicit = dict(kv.split("=", 1) for kv in args.vectors.split(",")).get(name) if args.vectors else None
+    vectors, vec_source = text_vectors(ds, explicit)
+    tag = Path(explicit).stem.split("__")[-1] if explicit else "text"
+    index_dir = Path("indexes") / f"{name}__seater_k{args.k}_{tag}"
     index, index_seconds = build_or_load_index(ds, "seater", vectors, {"k": args.k, "seed": 0}, index_dir)
     method = args.method or "seater"
     train_opts = {
         "losses": args.losses, "epochs": args.epochs, "patience": args.patience, "batch_size": args.batch_size,
         "lr": args.lr, "weight_decay": args.weight_decay, "align_weight": args.align_weight,
         "rank_weight": args.rank_weight, "rank_beta": args.rank_beta, "eval_beam": args.beam,
+        "rank_max_examples": args.rank_max_examples,
         "seed": args.seed, "threads": args.threads, "weighted": ds.bucketing == "traffic",
         "max_steps_per_epoch": args.max_steps_per_epoch, "eval_batch_size": 512,
     }
@@ -88,6 +97,7 @@ def main() -> None:
     ap.add_argument("--datasets", default="bestbuy,homedepot")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--k", type=int, default=8)
+    ap.add_argument("--vectors", default=None, help="per-dataset item vectors, e.g. homedepot=indexes/vectors/x.npy")
     ap.add_argument("--losses", default="gen,align,rank")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--patience", type=int, default=4)
@@ -97,6 +107,7 @@ def main() -> None:
     ap.add_argument("--align-weight", type=float, default=0.05)
     ap.add_argument("--rank-weight", type=float, default=0.05)
     ap.add_argument("--rank-beta", type=float, default=0.001)
+    ap.add_argument("--rank-max-examples", type=int, default=None, help="rows per batch for the ranking loss")
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--text-vocab", type=int, default=8000)
     ap.add_argument("--beam", type=int, default=50)
