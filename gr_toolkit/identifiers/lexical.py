@@ -95,6 +95,11 @@ class LexicalIndex(ItemIndex):
     index_type: ClassVar[str] = "lexical"
     #: Trainers should pass each example's query to ``decoder_targets`` (query -> multi-span).
     targets_need_queries: ClassVar[bool] = True
+    #: At a span start every corpus token is allowed (thousands), so scoring only the allowed
+    #: candidates by gathering their embeddings ([rows, W, d]) costs far more than one full-vocabulary
+    #: projection: decode with ``beam_search(normalize="full")`` and train the gen loss with
+    #: ``full_softmax=True`` (SEAL, too, masks a full softmax).
+    preferred_normalize: ClassVar[str] = "full"
 
     def __init__(
         self,
