@@ -92,6 +92,7 @@ def beam_search(
     scores = torch.zeros((b, 1), device=device)
     last = torch.full((b,), int(bos_id), dtype=torch.long, device=device)
     history = torch.full((b, steps), -1, dtype=torch.long, device=device)
+    token_logp = torch.zeros((b, steps), device=device)  # per-token log-probabilities (BeamOutput.token_scores)
     cache = None
 
     for t in range(steps):
@@ -99,7 +100,7 @@ def beam_search(
         done = constraint.is_done(states)
         live = torch.isfinite(scores).view(-1)
         if not bool((live & ~done).any()):
-            history = history[:, :t]
+            history, token_logp = history[:, :t], token_logp[:, :t]
             break
         cand, valid = constraint.candidates(states)
         if cand.shape[1] == 0:  # every state is finished or a dead end
@@ -133,15 +134,18 @@ def beam_search(
         col = (flat % cw).view(-1)
         chosen_ok = valid[src, col] & torch.isfinite(scores.view(-1))
         token = torch.where(chosen_ok, cand[src, col], -1)
+        chosen_logp = logp[src, col]
 
         states = states.index_select(0, src)
         history = history.index_select(0, src)
+        token_logp = token_logp.index_select(0, src)
         last = last.index_select(0, src)
         cache = model.reorder_cache(cache, src)
         if new_width != width_live:
             width_live = new_width
             mem, batch_mask = expanded(width_live)
         history[:, t] = token
+        token_logp[:, t] = torch.where(token >= 0, chosen_logp, 0.0)
         if fast_slots:  # the trie knows the child in each candidate column: no token search
             states = torch.where(token >= 0, constraint.advance_slot(states, col), states)
         else:
@@ -160,13 +164,15 @@ def beam_search(
     scores, order = scores.sort(dim=1, descending=True)
     src = ((query * width_live).unsqueeze(1) + order).view(-1)
     history = history.index_select(0, src).view(b, width_live, -1)
+    token_logp = token_logp.index_select(0, src).view(b, width_live, -1)
     states = states.index_select(0, src)
     alive = alive.gather(1, order)
     if width_live < k:  # fewer identifiers than beams: pad with dropped beams (start states, no tokens)
         pad = k - width_live
         history = torch.cat([history, history.new_full((b, pad, history.shape[2]), -1)], dim=1)
+        token_logp = torch.cat([token_logp, token_logp.new_zeros((b, pad, token_logp.shape[2]))], dim=1)
         scores = torch.cat([scores, scores.new_full((b, pad), neg_inf)], dim=1)
         alive = torch.cat([alive, alive.new_zeros((b, pad))], dim=1)
         filler = constraint.start(b * pad, device).view(b, pad, *states.shape[1:])
         states = torch.cat([states.view(b, width_live, *states.shape[1:]), filler], dim=1).view(b * k, *states.shape[1:])
-    return BeamOutput(tokens=history, scores=scores, states=states, alive=alive)
+    return BeamOutput(tokens=history, scores=scores, states=states, alive=alive, token_scores=token_logp)

@@ -53,6 +53,9 @@ class BeamOutput:
     scores: torch.Tensor  # [B, beam] sequence log-probabilities, -inf for dropped beams
     states: torch.Tensor  # [B * beam, ...] final constraint states
     alive: torch.Tensor  # [B, beam] bool: a complete, valid identifier
+    #: [B, beam, T] log-probability of each decoded token (0 on padding), when the search records them;
+    #: lets a ranker score parts of an identifier (e.g. each span of a lexical identifier) on their own.
+    token_scores: torch.Tensor | None = None
 
 
 class ItemIndex(ABC):

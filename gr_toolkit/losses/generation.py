@@ -2,7 +2,8 @@
 
 By default the softmax at each position is over the tokens the index's ``Constraint`` allows after
 the target's prefix (for a tree: the children of the current node, paper eq. 4), which is also what
-beam search normalises over at inference. ``full_softmax=True`` uses the whole decoder vocabulary.
+beam search normalises over at inference. ``full_softmax=True`` uses the whole decoder vocabulary, and
+so does an index whose ``preferred_normalize`` is ``"full"`` (it is decoded that way too).
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ class GenerationLoss:
     def __call__(self, ctx: LossContext) -> torch.Tensor:
         targets = ctx.targets.to(ctx.hidden.device)
         active = targets >= 0
-        if self.full_softmax:
+        # The index may ask for the full softmax (what its beam search normalises over, see retriever).
+        if self.full_softmax or getattr(ctx.index, "preferred_normalize", "allowed") == "full":
             logits = ctx.model.score(ctx.hidden[active], None)
             return F.cross_entropy(logits, targets[active])
         key = "gen_candidates"

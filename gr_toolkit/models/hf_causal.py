@@ -32,6 +32,7 @@ from gr_toolkit.models.base import MODELS, GenerativeRetriever, SourceBatch, sel
 from gr_toolkit.models.hf_cache import select_cache
 from gr_toolkit.models.hf_seq2seq import structured_token_init
 from gr_toolkit.models.prompts import N_PROMPT_SPECIAL, PAD_ID, PromptLayout
+from gr_toolkit.models.scoring import candidate_logits, use_full_projection
 
 
 @dataclass
@@ -260,8 +261,8 @@ class HFCausalRetriever(GenerativeRetriever):
 
     def score(self, hidden: torch.Tensor, candidates: torch.Tensor | None) -> torch.Tensor:
         table = self._lm_head_rows()
-        if candidates is None:
-            return hidden @ table[self.token_map].T
+        if candidates is None or use_full_projection(candidates.shape[-1], len(self.token_map), hidden.shape[-1]):
+            return candidate_logits(hidden, table[self.token_map], candidates)  # wide rows: project, then gather
         rows = table[self.token_map[candidates.clamp_min(0)]]
         return torch.einsum("...d,...wd->...w", hidden, rows)
 

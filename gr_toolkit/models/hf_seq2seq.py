@@ -31,6 +31,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from gr_toolkit.models.base import MODELS, GenerativeRetriever, SourceBatch, select_rows
 from gr_toolkit.models.hf_cache import fixed_cache as _fixed_cache
 from gr_toolkit.models.hf_cache import select_cache
+from gr_toolkit.models.scoring import candidate_logits
 
 
 @dataclass
@@ -216,11 +217,7 @@ class HFSeq2SeqRetriever(GenerativeRetriever):
 
     def score(self, hidden: torch.Tensor, candidates: torch.Tensor | None) -> torch.Tensor:
         table = self.t5.lm_head.weight
-        hidden = hidden * self._output_scale()
-        if candidates is None:
-            return hidden @ table.T
-        rows = table[candidates.clamp_min(0)]  # [..., W, d]
-        return torch.einsum("...d,...wd->...w", hidden, rows)
+        return candidate_logits(hidden * self._output_scale(), table, candidates)
 
     def _cross_kv(self, states: torch.Tensor) -> dict[str, torch.Tensor]:
         """Cross-attention keys/values of every decoder layer, ``[B, h, S, dk]`` each."""

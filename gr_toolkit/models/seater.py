@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gr_toolkit.models.base import MODELS, GenerativeRetriever, SourceBatch
+from gr_toolkit.models.scoring import candidate_logits
 
 
 @dataclass
@@ -257,11 +258,7 @@ class SeaterModel(GenerativeRetriever):
         return self.score(hidden, candidates), new_cache
 
     def score(self, hidden: torch.Tensor, candidates: torch.Tensor | None) -> torch.Tensor:
-        table = self.token_emb.weight
-        if candidates is None:
-            return hidden @ table.T
-        emb = F.embedding(candidates.clamp(0, self.decoder_vocab_size - 1), table)  # [..., W, d]
-        return (emb @ hidden.unsqueeze(-1)).squeeze(-1)
+        return candidate_logits(hidden, self.token_emb.weight, candidates)
 
     def token_embeddings(self) -> torch.Tensor:
         return self.token_emb.weight

@@ -32,6 +32,7 @@ from gr_toolkit.models.base import MODELS, GenerativeRetriever
 from gr_toolkit.retrieval.retriever import resolve_device, retrieve_items
 from gr_toolkit.training.config import TrainConfig
 from gr_toolkit.training.run import RunDir, loss_modules
+from gr_toolkit.training.targets import targets_for
 
 
 @dataclass
@@ -247,7 +248,7 @@ def train_step(
 ) -> dict[str, torch.Tensor]:
     """Forward pass of one batch: encode once, teacher-forced decode once, every loss on the shared context."""
     batch = featurizer.batch(dataset.train, example_ids).to(device)
-    targets = index.decoder_targets(target_items).to(device)
+    targets = targets_for(index, dataset.train, example_ids, target_items).to(device)
     memory = model.encode(batch)
     dec_in = torch.cat([targets.new_full((len(targets), 1), index.bos_id), targets[:, :-1]], dim=1)
     hidden = model.decode(memory, batch, dec_in)
