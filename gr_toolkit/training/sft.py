@@ -92,8 +92,10 @@ def _check_resumable(man: dict[str, Any], model_name: str, model_cfg: dict, trai
     ignore = {"epochs", "patience", "progress", "device", "threads", "eval_batch_size"}  # may change on resume
     a = {k: v for k, v in man.get("train_config", {}).items() if k not in ignore}
     b = {k: v for k, v in train_cfg.items() if k not in ignore}
-    if a != b:
-        diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    # A field missing on one side (a run written before the field existed) counts as its default.
+    defaults = dataclasses.asdict(TrainConfig())
+    diff = sorted(k for k in set(a) | set(b) if a.get(k, defaults.get(k)) != b.get(k, defaults.get(k)))
+    if diff:
         problems.append(f"train config differs in {', '.join(diff)}")
     if man.get("catalog_fingerprint") != fingerprint:
         problems.append("catalog differs")
