@@ -10,7 +10,7 @@ featurizer, then per model:
    model's own beams; the toolkit's DPO objective for T5, trl's ``DPOTrainer`` for the causal LM
    (reference = frozen in-memory copy);
 4. evaluate again. Results by head/torso/tail bucket go to ``eval/results/<dataset>__hf-<model>-<stage>.json``
-   and one markdown table ``eval/results/hf_sft_dpo.md``.
+   and one markdown table ``eval/results/hf_sft_dpo__<datasets>.md``.
 
 Usage (the indexes come from ``gr-toolkit index``; see the markdown for the exact commands used)::
 
@@ -122,7 +122,7 @@ def main() -> None:
             dpo = train_preferences(model, index, fz, ds.train, pairs, dpo_cfg,
                                     out_dir=f"runs/hf_sft_dpo/{name}_{model_name}_dpo")
             m_dpo = evaluate(model, index, fz, test, buckets, args.beam, 128)
-            print(f"  {model_name} DPO ({len(pairs):,} pairs: {pairs.source}, {dpo['steps']} steps, "
+            print(f"  {model_name} DPO ({len(pairs):,} pairs: {pairs.source}, {dpo['n_pairs']:,} used, {dpo['steps']} steps, "
                   f"{dpo['train_seconds']:.0f} s): recall@10 {m_dpo['all']['recall@10']:.4f}", flush=True)
             common = dict(dataset=name, protocol=ds.protocol, split="test", seed=args.seed, bucketing=ds.bucketing,
                           n_examples=len(test), device=device_name("cpu"), command=command,
@@ -138,7 +138,8 @@ def main() -> None:
                                     **common)
             rec_dpo = result_record(method=f"hf-{model_name}-dpo", metrics=m_dpo,
                                     train_seconds=sft["train_seconds"] + pair_s + dpo["train_seconds"], stage="dpo",
-                                    dpo={"steps": dpo["steps"], "pairs": len(pairs), "pair_sources": pairs.source,
+                                    dpo={"steps": dpo["steps"], "pairs": len(pairs), "pairs_used": dpo["n_pairs"],
+                                         "pair_sources": pairs.source,
                                          "beta": args.dpo_beta, "lr": args.dpo_lr,
                                          "sft_weight": args.dpo_sft_weight, "mine_beam": args.beam,
                                          "mine_examples": args.mine_examples, "pair_seconds": round(pair_s, 1),
@@ -150,7 +151,8 @@ def main() -> None:
             for rec in (rec_sft, rec_dpo):
                 write_result(rec, args.out)
                 records.append(rec)
-    write_markdown(records, Path(args.out) / "hf_sft_dpo.md", command)
+    tag = "_".join(dict.fromkeys(r["dataset"] for r in records))
+    write_markdown(records, Path(args.out) / f"hf_sft_dpo__{tag}.md", command)
 
 
 def write_markdown(records: list[dict], path: Path, command: str) -> None:
@@ -177,7 +179,7 @@ def write_markdown(records: list[dict], path: Path, command: str) -> None:
         for r in rows:
             if r["stage"] == "dpo":
                 d = r["dpo"]
-                lines.append(f"- {r['method']}: {d['pairs']} pairs ({d['pair_sources']}), {d['steps']} steps with "
+                lines.append(f"- {r['method']}: {d['pairs']} pairs ({d['pair_sources']}; {d.get('pairs_used', d['pairs'])} drawn for training), {d['steps']} steps with "
                              f"{d['engine']}, beta {d['beta']}, lr {d['lr']}, loss {d['first_loss']:.4f} -> {d['last_loss']:.4f}")
         lines.append("")
     path.write_text("\n".join(lines) + "\n")

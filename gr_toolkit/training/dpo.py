@@ -126,6 +126,11 @@ def train_dpo(policy: GenerativeRetriever, index: Any, featurizer: Any, examples
     ref_model = reference if reference is not None else policy
     ref_model.to(device)
     start = time.time()
+    if config.max_steps and len(pairs) > config.max_steps * config.batch_size:
+        # Only max_steps * batch_size pairs can be visited: draw them now, so reference log-probs are
+        # computed for those and not for the whole pool.
+        keep = np.sort(rng.choice(len(pairs), config.max_steps * config.batch_size, replace=False))
+        pairs = pairs.subset(keep)
     ref_c, ref_r = reference_logprobs(ref_model, index, featurizer, examples, pairs, device, config.normalize)
     # Dropout off (as trl's ``disable_dropout``): policy and reference log-probs must be comparable,
     # otherwise dropout noise alone moves the DPO margin. Gradients flow in eval mode all the same.
