@@ -256,7 +256,8 @@ def build_pairs(model: GenerativeRetriever, index: Any, featurizer: Any, example
         raise ValueError(f"unknown pair source(s) {sorted(unknown)}; use graded and/or mined")
     out: PreferencePairs | None = None
     if "graded" in sources and (examples.target_grades is not None or examples.negatives is not None):
-        out = graded_pairs(examples, max_per_example=config.max_pairs_per_example)
+        graded = graded_pairs(examples, max_per_example=config.max_pairs_per_example)
+        out = graded if len(graded) else None  # e.g. one graded target per example: nothing to compare
     if "mined" in sources:
         mined = mined_pairs(model, index, featurizer, examples, beam_size=config.mine_beam,
                             max_examples=config.mine_max_examples, seed=config.seed,
