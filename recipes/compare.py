@@ -164,6 +164,9 @@ def _dssm_grid(ds: Dataset, init: str, seed: int, state: dict) -> list:
                       patience=3, verbose=True)
     if init == "minilm":
         base = replace(base, lr=1e-3)
+    if state.get("dssm_base"):
+        base = from_dict(DSSMConfig, {**asdict(base), **dict(p.split("=", 1) for p in state["dssm_base"].split(","))},
+                         where="--dssm-base")
     grid = [base]
     for spec in filter(None, state.get(f"dssm_{init}_grid", "").split(";")):
         kv = dict(p.split("=", 1) for p in spec.split(","))
@@ -460,6 +463,7 @@ def main() -> None:
     ap.add_argument("--sasrec-epochs", type=int, default=40)
     ap.add_argument("--dssm-epochs", type=int, default=30, help="max epochs of the scratch two-tower (early stopping on valid)")
     ap.add_argument("--dssm-grid", default="", help="extra scratch DSSM configs, e.g. 'temperature=0.1;weighted_sampling=true'")
+    ap.add_argument("--dssm-base", default="", help="override fields of every DSSM config, e.g. 'num_negatives=256,batch_size=256'")
     ap.add_argument("--dssm-minilm-epochs", type=int, default=12)
     ap.add_argument("--dssm-minilm-grid", default="")
     ap.add_argument("--sasrec-model", default=None, help="evaluate a SASRec saved by `gr-toolkit embed --save-model` instead of training")
@@ -477,7 +481,7 @@ def main() -> None:
             kv = dict(p.split("=", 1) for p in spec.split(","))
             grid.append(asdict(from_dict(SASRecConfig, kv, where="--sasrec-grid")))
             grid[-1] = {k: grid[-1][k] for k in kv}
-        opts = {"dssm_scratch_epochs": args.dssm_epochs, "dssm_scratch_grid": args.dssm_grid,
+        opts = {"dssm_base": args.dssm_base, "dssm_scratch_epochs": args.dssm_epochs, "dssm_scratch_grid": args.dssm_grid,
                 "dssm_minilm_epochs": args.dssm_minilm_epochs, "dssm_minilm_grid": args.dssm_minilm_grid,
                 "sasrec_epochs": args.sasrec_epochs, "sasrec_grid": grid, "sasrec_model": args.sasrec_model}
         for d in datasets:

@@ -100,7 +100,9 @@ class DSSM(nn.Module):
         out = self.item_tower.out_dim
         self.item_id = nn.Embedding(n_items, out, sparse=True) if cfg.item_id_embedding else None
         if self.item_id is not None:
-            nn.init.normal_(self.item_id.weight, std=0.0 if dense_dim else 0.1)
+            # Zero start: an item never seen in training keeps a zero id vector and is scored by its
+            # text alone (random id vectors would swamp the text of unseen items: query-split data).
+            nn.init.zeros_(self.item_id.weight)
         self.item_bags = item_bags
         self.register_buffer("item_dense", None if item_dense is None else torch.from_numpy(np.asarray(item_dense, np.float32)))
 
