@@ -48,10 +48,10 @@ SEQ_METHODS = ("popularity", "sasrec")
 # Generative methods produced by other recipes: (method name in result files, module that implements it).
 GENERATIVE = {
     "seater": "gr_toolkit.models.seater",
-    "tiger": "gr_toolkit.identifiers.rq",
+    "tiger": "gr_toolkit.identifiers.rq",  # result files named tiger* or rq*
     "seal": "gr_toolkit.identifiers.lexical",
-    "t5-seater": "gr_toolkit.models.hf_seq2seq",
-    "causal-lm": "gr_toolkit.models.hf_causal",
+    "hf-t5": "gr_toolkit.models.hf_seq2seq",
+    "hf-causal": "gr_toolkit.models.hf_causal",
 }
 RESULTS_DIR = Path("eval/results")
 VECTOR_CACHE = Path("indexes/vectors")
@@ -334,7 +334,8 @@ def generative_status(dataset: str) -> list[tuple[str, str]]:
     """(method, reason) for each generative method without a result file for ``dataset``."""
     out = []
     for method, module in GENERATIVE.items():
-        if (RESULTS_DIR / f"{dataset}__{method}.json").exists():
+        # Any variant counts (seater-coocvec, hf-t5-sft, hf-causal-dpo, ...).
+        if any(not p.name.endswith(".missing.json") for p in RESULTS_DIR.glob(f"{dataset}__{method}*.json")):
             continue
         try:
             importlib.import_module(module)
