@@ -91,7 +91,9 @@ def _exact_split_job(x: np.ndarray, k: int, seed: int, n_init: int) -> tuple[np.
 
 def _with_budget(fn, args: tuple, budget_s: float):
     """``(result, None)`` or ``(None, reason)`` when ``fn`` runs past ``budget_s`` seconds or fails."""
-    ctx = mp.get_context("fork")
+    # spawn, not fork: forking a process that already runs torch/OpenMP (or JVM) threads can leave the
+    # child blocked forever on a lock held by a thread that does not exist in it (seen in the test suite).
+    ctx = mp.get_context("spawn")
     with ctx.Pool(1) as pool:
         job = pool.apply_async(fn, args)
         try:
