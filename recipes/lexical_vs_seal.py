@@ -47,7 +47,8 @@ def run(cmd: list[str], log: Path) -> str:
 def budget(name: str, args: argparse.Namespace) -> list[str]:
     """Training options: same for both target modes of a dataset (CPU-sized, see --help)."""
     opts = ["--epochs", str(args.epochs), "--max_steps_per_epoch", str(args.max_steps), "--eval_max_examples",
-            str(args.eval_max_examples), "--eval_beam", str(args.beam), "--patience", "3", "--threads", "1",
+            str(args.eval_max_examples), "--eval_beam", str(args.beam), "--patience", str(args.patience),
+            "--eval_every", str(args.eval_every), "--threads", "1",
             "--progress", "false", "--batch_size", str(args.batch_size)]
     if name == "bestbuy":
         opts += ["--weighted", "true"]  # real traffic: draw training pairs by clicks
@@ -60,7 +61,7 @@ def run_dataset(name: str, args: argparse.Namespace, log: Path) -> dict[str, dic
         extra = MODES[mode]
         method = f"lexical-{mode}"
         index_dir = ROOT / "indexes" / f"{name}__{method}"
-        run_dir = ROOT / "runs" / f"{name}__{method}__s{args.seed}"
+        run_dir = ROOT / "runs" / f"{name}__{method}__s{args.seed}{args.run_suffix}"
         result = ROOT / "eval" / "results" / f"{name}__{method}.json"
         cmds = []
         if not (index_dir / "manifest.json").exists():
@@ -136,6 +137,9 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--eval-max-examples", type=int, default=300, help="validation subset for model selection")
     p.add_argument("--beam", type=int, default=50)
+    p.add_argument("--patience", type=int, default=3, help="early-stopping patience in evaluations (0 = never)")
+    p.add_argument("--eval-every", type=int, default=1, help="validate every N epochs")
+    p.add_argument("--run-suffix", default="", help="appended to run directory names (a second budget)")
     p.add_argument("--report", default="eval/results/lexical_vs_seal.md")
     p.add_argument("--reuse-results", action="store_true",
                    help="keep a result JSON already written for the same run directory (no re-evaluation)")
