@@ -61,3 +61,15 @@ def test_bm25_params_and_rm3_change_scores_not_index(retriever):
 def test_index_records_catalog(retriever):
     meta = json.loads((retriever.index_dir / "gr_catalog.json").read_text())
     assert meta["n_items"] == 5 and meta["fingerprint"] == retriever.catalog.fingerprint()
+
+
+def test_rank_in_subprocess_matches_in_process_ranking(retriever):
+    """The isolated path (Lucene in a spawned child, used where torch shares the process) ranks the same."""
+    from gr_toolkit.baselines.bm25 import BM25Config, rank_in_subprocess
+
+    queries = ["cordless drill", "white paint", "garden hose"]
+    items, scores, index_seconds = rank_in_subprocess(retriever.catalog, queries, k=3, config=BM25Config(threads=1))
+    ref_items, ref_scores = retriever.rank(queries, k=3)
+    np.testing.assert_array_equal(items, ref_items)
+    np.testing.assert_allclose(scores, ref_scores, rtol=1e-6)
+    assert index_seconds > 0

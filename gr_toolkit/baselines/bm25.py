@@ -187,3 +187,27 @@ class BM25Retriever:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _rank_worker(catalog: Catalog, queries: list[str], k: int, config: BM25Config | None) -> tuple[np.ndarray, np.ndarray, float]:
+    with BM25Retriever(catalog, config=config) as retriever:
+        items, scores = retriever.rank(queries, k)
+        return items, scores, retriever.index_seconds
+
+
+def rank_in_subprocess(
+    catalog: Catalog, queries: list[str], k: int = 100, config: BM25Config | None = None
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """BM25 top-``k`` for ``queries`` computed in a fresh (spawned) process: ``(items, scores, index_seconds)``.
+
+    Why: a JVM started on the main thread of a process that also runs torch crashed once here with
+    SIGSEGV inside libtorch (the JVM protects the primordial thread's stack with guard pages). Callers
+    that train or decode with torch in the same process (``gr-toolkit demo``) keep Lucene out of it.
+    Raises ``BM25Unavailable`` (from the child) when the ``bm25`` extra is missing.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    # An executor (not a Pool) so that a child that dies raises BrokenProcessPool instead of respawning.
+    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(_rank_worker, catalog, list(queries), k, config).result()

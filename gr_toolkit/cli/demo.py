@@ -134,16 +134,14 @@ def run_demo(cfg: DemoConfig, out: Path) -> list[dict[str, Any]]:
     records.append(result_record(method="popularity", metrics=evaluate_rankings(pop_items, ds.test.targets, ks, test_buckets),
                                  train_seconds=0.0, **common))
     if cfg.bm25:
-        from gr_toolkit.baselines.bm25 import BM25Retriever, bm25_available
+        from gr_toolkit.baselines.bm25 import BM25Unavailable, rank_in_subprocess
 
-        ok, why = bm25_available()
-        if ok:
-            with BM25Retriever(ds.catalog) as bm25:
-                bm_items, _ = bm25.rank(ds.test.queries, k=max(ks))
-                records.append(result_record(method="bm25", metrics=evaluate_rankings(bm_items, ds.test.targets, ks, test_buckets),
-                                             train_seconds=bm25.index_seconds, **common))
-        else:
-            console.print(f"[yellow]BM25 baseline skipped: {why}[/]")
+        try:
+            bm_items, _, index_seconds = rank_in_subprocess(ds.catalog, ds.test.queries, k=max(ks))
+            records.append(result_record(method="bm25", metrics=evaluate_rankings(bm_items, ds.test.targets, ks, test_buckets),
+                                         train_seconds=index_seconds, **common))
+        except BM25Unavailable as e:
+            console.print(f"[yellow]BM25 baseline skipped: {e}[/]")
 
     console.print("[6/6] report")
     for r in records:
