@@ -28,9 +28,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from gr_toolkit.models.base import MODELS, GenerativeRetriever, SourceBatch, select_rows
+from gr_toolkit.models.base import MODELS, SourceBatch, select_rows
 from gr_toolkit.models.hf_cache import select_cache
-from gr_toolkit.models.hf_seq2seq import structured_token_init
+from gr_toolkit.models.hf_common import (
+    HFRetrieverBase,
+    build_kwargs,
+    structured_token_init,
+)
 from gr_toolkit.models.prompts import N_PROMPT_SPECIAL, PAD_ID, PromptLayout
 from gr_toolkit.models.scoring import candidate_logits, use_full_projection
 
@@ -96,7 +100,7 @@ def _weight_of(module: nn.Module) -> torch.Tensor:
 
 
 @MODELS.register("causal")
-class HFCausalRetriever(GenerativeRetriever):
+class HFCausalRetriever(HFRetrieverBase):
     """Causal LM behind the ``GenerativeRetriever`` interface.
 
     ``memory``: ``{"kv": Cache (prompt), "mask": [B, P] bool, "next_pos": [B], "states": [B, P, d]}``.
@@ -117,14 +121,7 @@ class HFCausalRetriever(GenerativeRetriever):
         prompt_layout: PromptLayout | None = None,
     ) -> None:
         super().__init__()
-        if source_kind not in ("history", "query"):
-            raise ValueError(f"source_kind must be 'history' or 'query', got {source_kind!r}")
-        self.config = config
-        self.source_kind = source_kind
-        self.decoder_vocab_size = int(decoder_vocab_size)
-        self.vocab_size = self.decoder_vocab_size - 2
-        self.bos_id = self.vocab_size
-        self.eos_id = self.vocab_size + 1
+        self._init_vocab(config, decoder_vocab_size, source_kind)
         torch.manual_seed(config.seed)
         if config.pretrained_path:
             from transformers import AutoModelForCausalLM
@@ -164,11 +161,7 @@ class HFCausalRetriever(GenerativeRetriever):
         extras = getattr(index, "extras", {}) or {}
         return cls(
             config,
-            decoder_vocab_size=index.decoder_vocab_size,
-            source_vocab_size=int(featurizer.vocab_size),
-            source_kind=featurizer.kind,
-            token_parent=getattr(index, "token_parent", None),
-            token_level=getattr(index, "token_level", None),
+            **build_kwargs(index, featurizer),
             token_map=extras.get("hf_token_map") if config.pretrained_path else None,
         )
 
@@ -230,11 +223,6 @@ class HFCausalRetriever(GenerativeRetriever):
             input_ids=ids, attention_mask=mask.long(), position_ids=pos, past_key_values=DynamicCache(), use_cache=True
         )
         return {"kv": out.past_key_values, "mask": mask, "next_pos": pos[:, -1] + 1, "states": out.last_hidden_state}
-
-    def pool_memory(self, memory: Any, batch: SourceBatch) -> torch.Tensor:
-        states = memory["states"]
-        m = memory["mask"].unsqueeze(-1).to(states.dtype)
-        return (states * m).sum(1) / m.sum(1).clamp_min(1.0)
 
     def expand_memory(self, memory: Any, index: torch.Tensor) -> Any:
         rest = select_rows({k: v for k, v in memory.items() if k != "kv"}, index)
@@ -306,47 +294,19 @@ class HFCausalRetriever(GenerativeRetriever):
         return ConstraintLogitsProcessor(constraint, self.token_map[: self.vocab_size].cpu().numpy(),
                                          eos_token_id=int(self.token_map[self.eos_id]), prefix_length=prompt_width + 1)
 
-    @torch.no_grad()
-    def generate_constrained(
-        self,
-        batch: SourceBatch,
-        beam_size: int,
-        max_new_tokens: int,
-        logits_processor: list | None = None,
-        prefix_allowed_tokens_fn: Any = None,
-        num_return_sequences: int | None = None,
-        renormalize: bool = True,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``transformers.generate`` beam search from ``prompt + BOS``; returns decoder-token sequences
-        ``[B, R, T]`` (-1 after the end / for non-decoder ids) and HF beam scores ``[B, R]``.
+    def _generate_eos_id(self) -> int:
+        return int(self.token_map[self.eos_id])
 
-        A ``logits_processor`` sees LM ids: give it the token map (see ``inverse_token_map``)."""
+    def _generate(self, batch: SourceBatch, settings: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Beam search from ``prompt + BOS``; LM ids are mapped back to decoder tokens (see
+        ``inverse_token_map``), so a ``logits_processor`` must be given the token map."""
         ids, mask, _ = self.prompt(batch)
         bos = self.token_map[self.bos_id].expand(ids.shape[0], 1)
         ids = torch.cat([ids, bos], dim=1)
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-        r = num_return_sequences or beam_size
-        eos = int(self.token_map[self.eos_id])
-        out = self.lm.generate(
-            input_ids=ids,
-            attention_mask=mask.long(),
-            num_beams=beam_size,
-            num_return_sequences=r,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            early_stopping=True,
-            length_penalty=0.0,
-            logits_processor=logits_processor,
-            prefix_allowed_tokens_fn=prefix_allowed_tokens_fn,
-            eos_token_id=eos,
-            pad_token_id=eos,
-            renormalize_logits=renormalize,
-            output_scores=True,
-            return_dict_in_generate=True,
-        )
+        out = self.lm.generate(input_ids=ids, attention_mask=mask.long(), **settings)
         gen = out.sequences[:, ids.shape[1]:]
-        dec = self.inverse_token_map()[gen]
-        return dec.reshape(len(batch), r, -1), out.sequences_scores.reshape(len(batch), r)
+        return self.inverse_token_map()[gen], out.sequences_scores
 
     def frozen_copy(self) -> HFCausalRetriever:
         """A deep copy with no gradients (a DPO reference model that is never reloaded by name)."""

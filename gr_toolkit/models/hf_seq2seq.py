@@ -28,9 +28,11 @@ from transformers import T5Config, T5ForConditionalGeneration
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
-from gr_toolkit.models.base import MODELS, GenerativeRetriever, SourceBatch, select_rows
+from gr_toolkit.models.base import MODELS, SourceBatch, select_rows
 from gr_toolkit.models.hf_cache import fixed_cache as _fixed_cache
 from gr_toolkit.models.hf_cache import select_cache
+from gr_toolkit.models.hf_common import HFRetrieverBase, build_kwargs
+from gr_toolkit.models.hf_common import structured_token_init as structured_token_init  # re-export
 from gr_toolkit.models.scoring import candidate_logits
 
 
@@ -52,42 +54,8 @@ class T5RetrieverConfig:
     seed: int = 0
 
 
-def structured_token_init(
-    weight: torch.Tensor,
-    token_parent: np.ndarray | None,
-    token_level: np.ndarray | None,
-    std: float,
-    seed: int = 0,
-    parent_share: float = 0.7,
-) -> None:
-    """Fill the identifier rows of ``weight`` (in place) so that the index structure is visible at init.
-
-    Row ``t`` = ``level_vec[level[t]]`` + noise, and, where the vocabulary is a tree (``token_parent >= 0``),
-    a ``parent_share`` of the parent's row (parents are filled first, level by level), so tokens under
-    the same node start near each other. Rows past the identifier vocabulary (BOS/EOS) keep their values.
-    """
-    if token_level is None or len(token_level) == 0:
-        return
-    v = len(token_level)
-    gen = torch.Generator().manual_seed(seed)
-    d = weight.shape[1]
-    level = torch.as_tensor(np.asarray(token_level), dtype=torch.long)
-    n_levels = int(level.max()) + 1
-    level_vec = torch.randn(n_levels, d, generator=gen) * std
-    rows = level_vec[level] + torch.randn(v, d, generator=gen) * std
-    if token_parent is not None:
-        parent = torch.as_tensor(np.asarray(token_parent), dtype=torch.long)
-        # Depth of each token along parent links (a tree's levels); loop over depths, not tokens.
-        for lv in range(n_levels):
-            sel = ((level == lv) & (parent >= 0)).nonzero().squeeze(1)
-            if sel.numel():
-                rows[sel] = (1 - parent_share) * rows[sel] + parent_share * rows[parent[sel]]
-    with torch.no_grad():
-        weight[:v] = rows.to(weight.dtype).to(weight.device)
-
-
 @MODELS.register("t5")
-class HFSeq2SeqRetriever(GenerativeRetriever):
+class HFSeq2SeqRetriever(HFRetrieverBase):
     """T5 from ``transformers`` behind the ``GenerativeRetriever`` interface.
 
     ``memory``: ``{"states": [B, S, d], "mask": [B, S]}`` (encoder output, mask with a guaranteed real slot).
@@ -107,16 +75,9 @@ class HFSeq2SeqRetriever(GenerativeRetriever):
         token_level: np.ndarray | None = None,
     ) -> None:
         super().__init__()
-        if source_kind not in ("history", "query"):
-            raise ValueError(f"source_kind must be 'history' or 'query', got {source_kind!r}")
+        self._init_vocab(config, decoder_vocab_size, source_kind)
         if decoder_vocab_size < 3:
             raise ValueError(f"decoder_vocab_size must be >= 3 (tokens + BOS + EOS), got {decoder_vocab_size}")
-        self.config = config
-        self.source_kind = source_kind
-        self.decoder_vocab_size = int(decoder_vocab_size)
-        self.vocab_size = self.decoder_vocab_size - 2
-        self.bos_id = self.vocab_size
-        self.eos_id = self.vocab_size + 1
         torch.manual_seed(config.seed)
         if config.pretrained_path:
             self.t5, self.source_embed = self._load_pretrained(config.pretrained_path, source_vocab_size)
@@ -171,15 +132,7 @@ class HFSeq2SeqRetriever(GenerativeRetriever):
     @classmethod
     def build(cls, index: Any, featurizer: Any, config: T5RetrieverConfig | None = None) -> HFSeq2SeqRetriever:
         """The model for ``index`` (decoder vocab and structure) and ``featurizer`` (source kind/vocab)."""
-        config = config or T5RetrieverConfig()
-        return cls(
-            config,
-            decoder_vocab_size=index.decoder_vocab_size,
-            source_vocab_size=int(featurizer.vocab_size),
-            source_kind=featurizer.kind,
-            token_parent=getattr(index, "token_parent", None),
-            token_level=getattr(index, "token_level", None),
-        )
+        return cls(config or T5RetrieverConfig(), **build_kwargs(index, featurizer))
 
     # -- encoder ---------------------------------------------------------------------------------
     def encode(self, batch: SourceBatch) -> dict[str, torch.Tensor]:
@@ -194,11 +147,6 @@ class HFSeq2SeqRetriever(GenerativeRetriever):
         emb = self.source_embed(tokens)
         states = self.t5.encoder(inputs_embeds=emb, attention_mask=safe.long()).last_hidden_state
         return {"states": states, "mask": safe}
-
-    def pool_memory(self, memory: Any, batch: SourceBatch) -> torch.Tensor:
-        states = memory["states"]
-        m = memory["mask"].unsqueeze(-1).to(states.dtype)
-        return (states * m).sum(1) / m.sum(1).clamp_min(1.0)
 
     # -- decoder ---------------------------------------------------------------------------------
     def decode(self, memory: Any, batch: SourceBatch | None, decoder_input: torch.Tensor) -> torch.Tensor:
@@ -271,45 +219,16 @@ class HFSeq2SeqRetriever(GenerativeRetriever):
 
         return ConstraintLogitsProcessor(constraint, np.arange(self.vocab_size), eos_token_id=self.eos_id, prefix_length=1)
 
-    @torch.no_grad()
-    def generate_constrained(
-        self,
-        batch: SourceBatch,
-        beam_size: int,
-        max_new_tokens: int,
-        logits_processor: list | None = None,
-        prefix_allowed_tokens_fn: Any = None,
-        num_return_sequences: int | None = None,
-        renormalize: bool = True,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``transformers.generate`` beam search over the same weights.
+    def _generate_eos_id(self) -> int:
+        return self.eos_id
 
-        Returns ``(sequences [B, R, T] without BOS; scores [B, R])`` with ``R = num_return_sequences``
-        (default ``beam_size``). Scores are HF's beam scores (summed log-probs, length penalty 0). With
-        ``renormalize`` (default) the log-softmax is re-applied AFTER the constraint masks the logits, so
-        each step is normalised over the allowed tokens, exactly like ``beam_search(normalize="allowed")``;
-        without it HF normalises over the whole vocabulary before masking.
-        """
+    def _generate(self, batch: SourceBatch, settings: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Beam search from the decoder start token (BOS) over the encoded source."""
         memory = self.encode(batch)
-        r = num_return_sequences or beam_size
         out = self.t5.generate(
             encoder_outputs=BaseModelOutput(last_hidden_state=memory["states"]),
             attention_mask=memory["mask"].long(),
-            num_beams=beam_size,
-            num_return_sequences=r,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            early_stopping=True,
-            length_penalty=0.0,
-            logits_processor=logits_processor,
-            prefix_allowed_tokens_fn=prefix_allowed_tokens_fn,
             decoder_start_token_id=self.bos_id,
-            eos_token_id=self.eos_id,
-            pad_token_id=self.eos_id,
-            renormalize_logits=renormalize,
-            output_scores=True,
-            return_dict_in_generate=True,
+            **settings,
         )
-        seq = out.sequences[:, 1:]
-        return seq.reshape(len(batch), r, -1), out.sequences_scores.reshape(len(batch), r)
-
+        return out.sequences[:, 1:], out.sequences_scores
