@@ -176,8 +176,8 @@ def train_causal_dpo_trl(model: Any, index: Any, featurizer: Any, examples: Exam
     from datasets import Dataset as HFDataset
     from trl import DPOConfig, DPOTrainer
 
-    from gr_toolkit.models.prompts import id_tokenizer, ids_to_text
-    from gr_toolkit.training.hf_sft import causal_sequences
+    from gr_toolkit.models.prompts import ids_to_text
+    from gr_toolkit.training.hf_sft import causal_id_tokenizer, causal_sequences, trl_training_args
 
     if len(pairs) == 0:
         raise ValueError("no preference pairs to train on")
@@ -192,35 +192,15 @@ def train_causal_dpo_trl(model: Any, index: Any, featurizer: Any, examples: Exam
         "chosen": [ids_to_text(c + [eos]) if not c or c[-1] != eos else ids_to_text(c) for c in chosen],
         "rejected": [ids_to_text(r + [eos]) if not r or r[-1] != eos else ids_to_text(r) for r in rejected],
     })
-    lm_vocab = int(model.base_lm().get_input_embeddings().weight.shape[0])
-    tokenizer = id_tokenizer(lm_vocab, pad_id=int(model.layout.pad_id), eos_id=eos)
+    tokenizer = causal_id_tokenizer(model)
     ref = None
     if not model.is_lora:  # LoRA: trl uses the base model with the adapter disabled as the reference
         ref = copy.deepcopy(model.lm).eval()
         for p in ref.parameters():
             p.requires_grad_(False)
-    steps_per_epoch = math.ceil(len(pairs) / config.batch_size)
     args = DPOConfig(
-        output_dir=str(out_dir),
+        **trl_training_args(config, device, out_dir, len(pairs)),
         beta=config.beta,
-        learning_rate=config.lr,
-        weight_decay=config.weight_decay,
-        max_grad_norm=config.grad_clip if config.grad_clip > 0 else 1e9,
-        per_device_train_batch_size=config.batch_size,
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps or -1,
-        lr_scheduler_type="constant",
-        logging_steps=max(1, min(config.log_every, steps_per_epoch)),
-        save_strategy="no",
-        report_to="none",
-        use_cpu=device.type == "cpu",
-        bf16=False,
-        fp16=False,
-        gradient_checkpointing=False,
-        max_length=None,
-        seed=config.seed,
-        disable_tqdm=not config.progress,
-        dataloader_num_workers=0,
         # sft_weight > 0: DPO + NLL of the chosen completion (trl's "sft" loss term), as in train_dpo
         loss_type=["sigmoid", "sft"] if config.sft_weight > 0 else ["sigmoid"],
         loss_weights=[1.0, config.sft_weight] if config.sft_weight > 0 else None,

@@ -195,6 +195,42 @@ def _plugin_trainer_class():
     return PluginSFTTrainer
 
 
+def causal_id_tokenizer(model: Any) -> Any:
+    """A tokenizer over the causal wrapper's LM ids (trl wants one; our data is already in ids)."""
+    from gr_toolkit.models.prompts import id_tokenizer
+
+    lm_vocab = int(model.base_lm().get_input_embeddings().weight.shape[0])
+    return id_tokenizer(lm_vocab, pad_id=int(model.layout.pad_id), eos_id=int(model.token_map[model.eos_id]))
+
+
+def trl_training_args(config: Any, device: torch.device, out_dir: str | Path, n_rows: int) -> dict[str, Any]:
+    """``TrainingArguments`` shared by our trl trainers (SFT, DPO) from a config with ``batch_size``,
+    ``epochs``, ``max_steps``, ``lr``, ``weight_decay``, ``grad_clip``, ``log_every``, ``seed``, ``progress``:
+    constant LR, no checkpoints, no hub / reporting, full precision, CPU when ``device`` is."""
+    steps_per_epoch = math.ceil(n_rows / config.batch_size)
+    return {
+        "output_dir": str(out_dir),
+        "per_device_train_batch_size": config.batch_size,
+        "num_train_epochs": config.epochs,
+        "max_steps": config.max_steps or -1,
+        "learning_rate": config.lr,
+        "weight_decay": config.weight_decay,
+        "max_grad_norm": config.grad_clip if config.grad_clip > 0 else 1e9,
+        "lr_scheduler_type": "constant",
+        "logging_steps": max(1, min(config.log_every, steps_per_epoch)),
+        "save_strategy": "no",
+        "report_to": "none",
+        "use_cpu": device.type == "cpu",
+        "bf16": False,
+        "fp16": False,
+        "gradient_checkpointing": False,
+        "max_length": None,
+        "seed": config.seed,
+        "disable_tqdm": not config.progress,
+        "dataloader_num_workers": 0,
+    }
+
+
 def train_causal_trl(
     model: Any, index: Any, featurizer: Any, examples: Examples, config: HFSFTConfig, out_dir: str | Path
 ) -> dict[str, Any]:
@@ -202,8 +238,6 @@ def train_causal_trl(
     from datasets import Dataset as HFDataset
     from trl import SFTConfig
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
-
-    from gr_toolkit.models.prompts import id_tokenizer
 
     names = config.loss_names()
     if "gen" not in names:
@@ -217,32 +251,12 @@ def train_causal_trl(
         "completion_mask": [[0] * len(p) + [1] * len(c) for p, c in zip(prompts, completions, strict=True)],
         "pair_index": list(range(len(ex))),
     })
-    lm_vocab = int(model.base_lm().get_input_embeddings().weight.shape[0])
     pad = int(model.layout.pad_id)
-    tokenizer = id_tokenizer(lm_vocab, pad_id=pad, eos_id=int(model.token_map[model.eos_id]))
-    steps_per_epoch = math.ceil(len(ex) / config.batch_size)
+    tokenizer = causal_id_tokenizer(model)
     args = SFTConfig(
-        output_dir=str(out_dir),
-        per_device_train_batch_size=config.batch_size,
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps or -1,
-        learning_rate=config.lr,
-        weight_decay=config.weight_decay,
-        max_grad_norm=config.grad_clip if config.grad_clip > 0 else 1e9,
-        lr_scheduler_type="constant",
-        logging_steps=max(1, min(config.log_every, steps_per_epoch)),
-        save_strategy="no",
-        report_to="none",
-        use_cpu=device.type == "cpu",
-        bf16=False,
-        fp16=False,
-        gradient_checkpointing=False,
+        **trl_training_args(config, device, out_dir, len(ex)),
         completion_only_loss=True,
-        max_length=None,
         remove_unused_columns=False,
-        seed=config.seed,
-        disable_tqdm=not config.progress,
-        dataloader_num_workers=0,
     )
     plugins = build_losses([n for n in names if n != "gen"], model.hidden_size,
                            {k: v for k, v in config.loss_options().items() if k != "gen"}) if len(names) > 1 else []
