@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 import typer
-import yaml
 
+from gr_toolkit.cli.common import read_yaml_mapping
 from gr_toolkit.config import ConfigError, from_dict, parse_cli_overrides, to_dict, with_overrides
 from gr_toolkit.data.types import Catalog
 from gr_toolkit.identifiers.base import SCHEMES, IdentifierScheme, ItemIndex
@@ -47,15 +47,7 @@ def scheme_class(name: str) -> type[IdentifierScheme]:
 
 def read_config_file(path: str | Path) -> tuple[str | None, dict[str, Any]]:
     """``(scheme or None, fields)`` from a YAML config file."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of option names to values at the top level")
+    data = read_yaml_mapping(path, expected="a mapping of option names to values")
     scheme = data.pop("scheme", None)
     return scheme, data
 

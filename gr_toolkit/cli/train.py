@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 
+from gr_toolkit.cli.common import read_yaml_mapping
 from gr_toolkit.config import ConfigError, from_dict, parse_cli_overrides
 
 
@@ -50,14 +50,7 @@ def split_options(model_cls: type, flat: dict[str, Any], where: str) -> tuple[di
 
 
 def read_train_yaml(path: Path, model_cls: type) -> tuple[dict, dict, dict]:
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+    data = read_yaml_mapping(path)
     sections = {k: data.pop(k) for k in ("model", "train", "featurizer") if isinstance(data.get(k), dict)}
     model, train, feat = split_options(model_cls, data, str(path))
     model.update(sections.get("model", {}))
