@@ -270,6 +270,25 @@ def _rank_within_groups(sorted_groups: np.ndarray) -> np.ndarray:
     return np.arange(n) - first
 
 
+def _trivial_labels(n: int, k: int, singletons: bool = True) -> np.ndarray | None:
+    """Labels that need no clustering: one cluster (``k == 1``) or, with ``singletons``, one item per
+    cluster (``k == n``); ``None`` otherwise."""
+    if k == 1:
+        return np.zeros(n, dtype=np.int64)
+    if singletons and k == n:
+        return np.arange(n, dtype=np.int64)
+    return None
+
+
+def _sampled_kmeans_centers(x: np.ndarray, k: int, rng: np.random.Generator, sample_size: int, iters: int) -> np.ndarray:
+    """``[k, d]`` k-means++ + Lloyd centres fitted on a random sample of ``x`` (at least 64 points per
+    cluster; all points when there are fewer)."""
+    n = len(x)
+    m = min(n, max(sample_size, 64 * k))
+    sample = x if m == n else x[rng.choice(n, m, replace=False)]
+    return lloyd(sample, kmeans_pp_init(sample, k, rng), iters)
+
+
 # -- splitters -------------------------------------------------------------------------------------
 @SPLITTERS.register("exact")
 @dataclass
@@ -284,10 +303,9 @@ class ExactSplitter:
     def split(self, vectors: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
         x = check_split_input(vectors, k)
         n = len(x)
-        if k == 1:
-            return np.zeros(n, dtype=np.int64)
-        if k == n:
-            return np.arange(n, dtype=np.int64)
+        trivial = _trivial_labels(n, k)
+        if trivial is not None:
+            return trivial
         from k_means_constrained import KMeansConstrained
 
         f, r = divmod(n, k)
@@ -324,14 +342,11 @@ class FastSplitter:
     def split(self, vectors: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
         x = check_split_input(vectors, k)
         n = len(x)
-        if k == 1:
-            return np.zeros(n, dtype=np.int64)
-        if k == n:
-            return np.arange(n, dtype=np.int64)
+        trivial = _trivial_labels(n, k)
+        if trivial is not None:
+            return trivial
         rng = np.random.default_rng(seed)
-        m = min(n, max(self.sample_size, 64 * k))
-        sample = x if m == n else x[rng.choice(n, m, replace=False)]
-        centers = lloyd(sample, kmeans_pp_init(sample, k, rng), self.kmeans_iters)
+        centers = _sampled_kmeans_centers(x, k, rng, self.sample_size, self.kmeans_iters)
 
         x_sq = np.einsum("ij,ij->i", x, x)
         best_labels, best_ss, prices = None, np.inf, None
@@ -361,13 +376,11 @@ class KMeansSplitter:
 
     def split(self, vectors: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
         x = check_split_input(vectors, k)
-        n = len(x)
-        if k == 1:
-            return np.zeros(n, dtype=np.int64)
+        trivial = _trivial_labels(len(x), k, singletons=False)  # k == n still runs k-means (unbalanced)
+        if trivial is not None:
+            return trivial
         rng = np.random.default_rng(seed)
-        m = min(n, max(self.sample_size, 64 * k))
-        sample = x if m == n else x[rng.choice(n, m, replace=False)]
-        centers = lloyd(sample, kmeans_pp_init(sample, k, rng), self.iters)
+        centers = _sampled_kmeans_centers(x, k, rng, self.sample_size, self.iters)
         labels = argmin_rows(squared_distances(x, centers))
         # Drop empty clusters so labels are 0..c-1 with every cluster non-empty.
         _, labels = np.unique(labels, return_inverse=True)
