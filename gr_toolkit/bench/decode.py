@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 import typer
 
+from gr_toolkit.bench.common import commit_label
 from gr_toolkit.decoding.beam_search import beam_search
 from gr_toolkit.decoding.trie import TrieConstraint
 from gr_toolkit.models.base import GenerativeRetriever, SourceBatch
@@ -146,14 +146,8 @@ def _breakdown(model: GenerativeRetriever, fn: Any) -> dict[str, float]:
     return shares
 
 
-def _commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-        paths = ["gr_toolkit/decoding", "gr_toolkit/bench/decode.py", "gr_toolkit/models"]  # what this measures
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", *paths], capture_output=True, text=True)
-        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+# What this benchmark measures: a commit label is "-dirty" when these have uncommitted changes.
+_MEASURED_CODE = ("gr_toolkit/decoding", "gr_toolkit/bench/decode.py", "gr_toolkit/models")
 
 
 def run_one(
@@ -309,7 +303,7 @@ def command(
         "device": device_name(dev),
         "cpu": platform.processor() or platform.machine(),
         "torch": torch.__version__,
-        "commit": _commit(),
+        "commit": commit_label(_MEASURED_CODE),
         "command": current_command(),
     }
     out.parent.mkdir(parents=True, exist_ok=True)

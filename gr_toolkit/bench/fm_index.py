@@ -25,7 +25,6 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 import typer
 
+from gr_toolkit.bench.common import commit_label
 from gr_toolkit.identifiers.fm_index import TokenSuffixIndex
 
 
@@ -195,15 +195,6 @@ def run_one(n_tokens: int, kind: str, n_prefixes: int, n_reference: int, repeats
     }
 
 
-def _commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "gr_toolkit"], capture_output=True, text=True)
-        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _markdown(record: dict[str, Any]) -> str:
     head = ("| corpus | tokens | build s | MB | count, batched ms | next tokens, batched ms | tokens only ms | "
             "entries | next tokens one-by-one ms | constraint candidates ms | scan ms/prefix | speedup batched | equal |")
@@ -254,7 +245,7 @@ def command(
         "load_average_at_start": load,  # the machine is shared: timings inflate with its load
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "commit": _commit(),
+        "commit": commit_label(),
         "command": current_command(),
     }
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ import numpy as np
 import torch
 import typer
 
+from gr_toolkit.bench.common import commit_label
 from gr_toolkit.identifiers.codes import CodeIndex
 from gr_toolkit.models.base import SourceBatch
 
@@ -83,15 +83,6 @@ def _valid(seqs: np.ndarray, index: CodeIndex) -> tuple[int, int]:
     flat = seqs.reshape(-1, seqs.shape[-1])
     ok = sum(tuple(t for t in row if 0 <= t < index.vocab_size) in known for row in flat.tolist())
     return ok, len(flat)
-
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "gr_toolkit"], capture_output=True, text=True)
-        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _median_time(fn: Any, repeats: int) -> float:
@@ -301,7 +292,7 @@ def command(
         "cpu": platform.processor() or platform.machine(),
         "torch": torch.__version__,
         "transformers": __import__("transformers").__version__,
-        "commit": _commit(),
+        "commit": commit_label(),
         "command": current_command(),
     }
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,6 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 import typer
 
+from gr_toolkit.bench.common import git_state
 from gr_toolkit.identifiers.splitters import get_splitter, within_cluster_ss
 from gr_toolkit.identifiers.tree import TreeBuild, TreeConfig, build_tree
 
@@ -135,14 +135,12 @@ def _threads(blas_threads: int | None) -> dict[str, Any]:
 
 
 def _commit() -> dict[str, Any]:
-    try:
-        root = Path(__file__).resolve().parents[2]
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "gr_toolkit/identifiers", "gr_toolkit/bench/tree_build.py"],
-                               cwd=root, capture_output=True, text=True).stdout.strip()
-        return {"commit": sha, "tree_code_modified_since_commit": bool(dirty)}
-    except (OSError, subprocess.CalledProcessError):
+    root = Path(__file__).resolve().parents[2]
+    state = git_state(["gr_toolkit/identifiers", "gr_toolkit/bench/tree_build.py"], cwd=root)
+    if state is None:
         return {"commit": None}
+    sha, dirty = state
+    return {"commit": sha, "tree_code_modified_since_commit": dirty}
 
 
 def _write(out: Path, result: dict[str, Any]) -> None:
