@@ -266,22 +266,15 @@ def train_dssm(
                 other = c != it[r]
                 logits[r[other], c[other]] = float("-inf")
                 loss = F.cross_entropy(logits, it)
-                for opt in opts:
-                    opt.zero_grad(set_to_none=True)
-                loss.backward()
-                for opt in opts:
-                    opt.step()
-                total += float(loss.detach())
-                steps += 1
-                continue
-            pos = model.encode_items(it)
-            logits = q @ pos.T / tau
-            logits = logits.masked_fill(_pair_masks(ex, it), float("-inf"))
-            if cfg.num_negatives:
-                negs = torch.from_numpy(rng.integers(0, n, cfg.num_negatives)).to(device)
-                nl = (q @ model.encode_items(negs).T / tau).masked_fill(negs[None] == it[:, None], float("-inf"))
-                logits = torch.cat([logits, nl], 1)
-            loss = F.cross_entropy(logits, torch.arange(len(sel), device=device))
+            else:
+                pos = model.encode_items(it)
+                logits = q @ pos.T / tau
+                logits = logits.masked_fill(_pair_masks(ex, it), float("-inf"))
+                if cfg.num_negatives:
+                    negs = torch.from_numpy(rng.integers(0, n, cfg.num_negatives)).to(device)
+                    nl = (q @ model.encode_items(negs).T / tau).masked_fill(negs[None] == it[:, None], float("-inf"))
+                    logits = torch.cat([logits, nl], 1)
+                loss = F.cross_entropy(logits, torch.arange(len(sel), device=device))
             for opt in opts:
                 opt.zero_grad(set_to_none=True)
             loss.backward()
