@@ -18,7 +18,6 @@ plays the query tower's role.
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -31,6 +30,7 @@ from torch import nn
 from gr_toolkit.baselines.hashing import HashedBags, hash_texts
 from gr_toolkit.baselines.topk import topk
 from gr_toolkit.data.types import Catalog, DataError, Dataset, Examples
+from gr_toolkit.training.early_stopping import BestStateKeeper
 
 
 @dataclass
@@ -244,7 +244,7 @@ def train_dssm(
     full_softmax = n <= max(cfg.num_negatives, cfg.batch_size)
     all_items = torch.arange(n, device=device)
     valid = dataset.valid
-    best, best_state, best_epoch, stale = -1.0, None, 0, 0
+    keeper = BestStateKeeper(cfg.patience)
     history: list[dict[str, float]] = []
     tau = cfg.temperature
     for epoch in range(1, cfg.epochs + 1):
@@ -288,21 +288,16 @@ def train_dssm(
             retr._items = None  # item vectors change every epoch
             m = evaluate_rankings(ranked, valid.targets, ks=(10, 20))["all"]
             rec.update({k: v for k, v in m.items() if k != "n"})
-            if m[cfg.select_metric] > best:
-                best, best_epoch, stale = m[cfg.select_metric], epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                stale += 1
+            keeper.update(model, m[cfg.select_metric], epoch)
         history.append(rec)
         if cfg.verbose and log:
             log(f"dssm epoch {epoch}: loss {rec['loss']:.4f}" + (f" valid {cfg.select_metric} {rec[cfg.select_metric]:.4f}" if cfg.select_metric in rec else "") + f" ({rec['seconds']:.0f}s)")
-        if cfg.patience and stale >= cfg.patience:
+        if keeper.should_stop:
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    keeper.restore(model)
     model.eval()
     retr._items = None
-    retr.best_epoch, retr.best_valid, retr.history = best_epoch, best, history
+    retr.best_epoch, retr.best_valid, retr.history = keeper.best_epoch, keeper.best, history
     retr.train_seconds = time.perf_counter() - t0
     return retr
 

@@ -13,7 +13,6 @@ tower of the query-item DSSM (``gr_toolkit.baselines.dssm``).
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -26,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gr_toolkit.data.types import DataError, Dataset, Examples
+from gr_toolkit.training.early_stopping import BestStateKeeper
 
 
 @dataclass
@@ -288,7 +288,7 @@ def train_sasrec(dataset: Dataset, config: SASRecConfig | None = None, log: Any 
     model = SASRec(n, cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     valid = dataset.valid
-    best_score, best_state, best_epoch, stale = -1.0, None, 0, 0
+    keeper = BestStateKeeper(cfg.patience)
     history: list[dict[str, float]] = []
     t0 = time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
@@ -315,23 +315,17 @@ def train_sasrec(dataset: Dataset, config: SASRecConfig | None = None, log: Any 
             ranked, _ = sasrec_rank(model, valid, k=20)
             m = evaluate_rankings(ranked, valid.targets, ks=(10, 20))["all"]
             rec.update({k: v for k, v in m.items() if k != "n"})
-            score = m[cfg.select_metric]
-            if score > best_score:
-                best_score, best_epoch, stale = score, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                stale += 1
+            keeper.update(model, m[cfg.select_metric], epoch)
         history.append(rec)
         if cfg.verbose and log:
             log(f"sasrec epoch {epoch}: loss {rec['loss']:.4f}" + (f" valid {cfg.select_metric} {rec.get(cfg.select_metric, float('nan')):.4f}" if cfg.select_metric in rec else "") + f" ({rec['seconds']:.0f}s)")
-        if cfg.patience and stale >= cfg.patience:
+        if keeper.should_stop:
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    keeper.restore(model)
     model.eval()
     model.history = history  # type: ignore[attr-defined]
-    model.best_epoch = best_epoch  # type: ignore[attr-defined]
-    model.best_valid = best_score  # type: ignore[attr-defined]
+    model.best_epoch = keeper.best_epoch  # type: ignore[attr-defined]
+    model.best_valid = keeper.best  # type: ignore[attr-defined]
     model.train_seconds = time.perf_counter() - t0  # type: ignore[attr-defined]
     return model
 
