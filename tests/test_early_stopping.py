@@ -26,3 +26,12 @@ def test_zero_patience_never_stops_and_restore_without_update_is_a_noop():
     for epoch in range(1, 6):
         keeper.update(model, 0.0 if epoch == 1 else -0.5, epoch)
     assert keeper.stale == 4 and not keeper.should_stop
+
+
+def test_epoch_line_shows_the_selection_metric_only_when_evaluated():
+    from gr_toolkit.training.early_stopping import epoch_line
+
+    rec = {"epoch": 3, "loss": 1.23456, "seconds": 12.6}
+    assert epoch_line("dssm", rec, "recall@10") == "dssm epoch 3: loss 1.2346 (13s)"
+    rec["recall@10"] = 0.5
+    assert epoch_line("sasrec", rec, "recall@10") == "sasrec epoch 3: loss 1.2346 valid recall@10 0.5000 (13s)"

@@ -30,7 +30,7 @@ from torch import nn
 from gr_toolkit.baselines.hashing import HashedBags, hash_texts
 from gr_toolkit.baselines.topk import topk
 from gr_toolkit.data.types import Catalog, DataError, Dataset, Examples
-from gr_toolkit.training.early_stopping import BestStateKeeper
+from gr_toolkit.training.early_stopping import BestStateKeeper, epoch_line, validation_metrics
 
 
 @dataclass
@@ -200,8 +200,6 @@ def train_dssm(
     ``item_dense`` / ``query_dense`` (split -> [n, 384]) pass precomputed MiniLM vectors for
     ``init="minilm"``; missing ones are computed here with the bundled model.
     """
-    from gr_toolkit.evaluation.metrics import evaluate_rankings
-
     cfg = config or DSSMConfig()
     if dataset.kind != "query":
         raise DataError(f"{dataset.name}: DSSM needs query examples; for histories use SASRec (gr_toolkit.vectors.cf)")
@@ -286,12 +284,11 @@ def train_dssm(
         if len(valid):
             ranked, _ = retr.rank(valid.queries, k=20, dense=query_dense.get("valid"))
             retr._items = None  # item vectors change every epoch
-            m = evaluate_rankings(ranked, valid.targets, ks=(10, 20))["all"]
-            rec.update({k: v for k, v in m.items() if k != "n"})
-            keeper.update(model, m[cfg.select_metric], epoch)
+            rec.update(validation_metrics(ranked, valid.targets))
+            keeper.update(model, rec[cfg.select_metric], epoch)
         history.append(rec)
         if cfg.verbose and log:
-            log(f"dssm epoch {epoch}: loss {rec['loss']:.4f}" + (f" valid {cfg.select_metric} {rec[cfg.select_metric]:.4f}" if cfg.select_metric in rec else "") + f" ({rec['seconds']:.0f}s)")
+            log(epoch_line("dssm", rec, cfg.select_metric))
         if keeper.should_stop:
             break
     keeper.restore(model)

@@ -37,3 +37,17 @@ class BestStateKeeper:
     def restore(self, model: nn.Module) -> None:
         if self._state is not None:
             model.load_state_dict(self._state)
+
+
+def validation_metrics(ranked: Any, targets: Any) -> dict[str, float]:
+    """Recall/NDCG-style metrics at 10 and 20 of ``ranked`` item ids over all validation rows (no count)."""
+    from gr_toolkit.evaluation.metrics import evaluate_rankings
+
+    m = evaluate_rankings(ranked, targets, ks=(10, 20))["all"]
+    return {k: v for k, v in m.items() if k != "n"}
+
+
+def epoch_line(name: str, rec: dict[str, float], select_metric: str) -> str:
+    """One progress line for an epoch record (``epoch``, ``loss``, ``seconds`` and any validation metrics)."""
+    valid = f" valid {select_metric} {rec[select_metric]:.4f}" if select_metric in rec else ""
+    return f"{name} epoch {rec['epoch']}: loss {rec['loss']:.4f}{valid} ({rec['seconds']:.0f}s)"

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gr_toolkit.data.types import DataError, Dataset, Examples
-from gr_toolkit.training.early_stopping import BestStateKeeper
+from gr_toolkit.training.early_stopping import BestStateKeeper, epoch_line, validation_metrics
 
 
 @dataclass
@@ -257,8 +257,6 @@ def train_sasrec(dataset: Dataset, config: SASRecConfig | None = None, log: Any 
 
     The returned model carries ``history`` (per-evaluation metrics), ``best_epoch``, ``train_seconds``.
     """
-    from gr_toolkit.evaluation.metrics import evaluate_rankings
-
     cfg = config or SASRecConfig()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -313,12 +311,11 @@ def train_sasrec(dataset: Dataset, config: SASRecConfig | None = None, log: Any 
         rec: dict[str, float] = {"epoch": epoch, "loss": total / max(steps, 1), "seconds": time.perf_counter() - t0}
         if len(valid) and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
             ranked, _ = sasrec_rank(model, valid, k=20)
-            m = evaluate_rankings(ranked, valid.targets, ks=(10, 20))["all"]
-            rec.update({k: v for k, v in m.items() if k != "n"})
-            keeper.update(model, m[cfg.select_metric], epoch)
+            rec.update(validation_metrics(ranked, valid.targets))
+            keeper.update(model, rec[cfg.select_metric], epoch)
         history.append(rec)
         if cfg.verbose and log:
-            log(f"sasrec epoch {epoch}: loss {rec['loss']:.4f}" + (f" valid {cfg.select_metric} {rec.get(cfg.select_metric, float('nan')):.4f}" if cfg.select_metric in rec else "") + f" ({rec['seconds']:.0f}s)")
+            log(epoch_line("sasrec", rec, cfg.select_metric))
         if keeper.should_stop:
             break
     keeper.restore(model)
