@@ -67,11 +67,13 @@ def write_result(record: dict[str, Any], out_dir: str | Path = "eval/results", n
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / (name or f"{record['dataset']}__{record['method']}.json")
-    path.write_text(json.dumps(record, indent=2, sort_keys=False, default=_jsonable) + "\n")
+    path.write_text(json.dumps(record, indent=2, sort_keys=False, default=json_default) + "\n")
     return path
 
 
-def _jsonable(v: Any) -> Any:
+def json_default(v: Any) -> Any:
+    """``json.dumps(default=...)`` for numpy / torch scalars (``.item()``; objects with only ``.tolist()``
+    are listed). Note: a multi-element numpy array / tensor has ``.item()`` and raises ``ValueError``."""
     if hasattr(v, "item"):
         return v.item()
     if hasattr(v, "tolist"):

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from gr_toolkit.evaluation.results import json_default
+
 SANDGLASS_MARGIN = 0.10
 
 
@@ -237,7 +239,7 @@ def write_report(
         "tables": {k: {**t.to_dict(), "is_sandglass": is_sandglass(t), "verdict": verdict(t)} for k, t in tables.items()},
     }
     jpath = out_dir / f"{name}.json"
-    jpath.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
+    jpath.write_text(json.dumps(payload, indent=2, default=json_default) + "\n")
     lines = [f"# {title}\n"]
     for k, v in (extra or {}).items():
         if isinstance(v, (str, int, float, bool)) or v is None:
@@ -247,14 +249,6 @@ def write_report(
     mpath = out_dir / f"{name}.md"
     mpath.write_text("\n".join(lines) + "\n")
     return jpath, mpath
-
-
-def _jsonable(v: Any) -> Any:
-    if hasattr(v, "item"):
-        return v.item()
-    if hasattr(v, "tolist"):
-        return v.tolist()
-    raise TypeError(f"not JSON serialisable: {type(v)}")
 
 
 def level_aligned_codes(codes: np.ndarray, token_level: np.ndarray) -> tuple[np.ndarray, list[int]]:
