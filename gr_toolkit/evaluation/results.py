@@ -72,8 +72,10 @@ def write_result(record: dict[str, Any], out_dir: str | Path = "eval/results", n
 
 
 def json_default(v: Any) -> Any:
-    """``json.dumps(default=...)`` for numpy / torch scalars (``.item()``; objects with only ``.tolist()``
-    are listed). Note: a multi-element numpy array / tensor has ``.item()`` and raises ``ValueError``."""
+    """``json.dumps(default=...)`` for numpy / torch values: scalars become Python numbers, arrays and
+    tensors of any size become (nested) lists."""
+    if hasattr(v, "tolist") and getattr(v, "ndim", 0) > 0:
+        return v.tolist()
     if hasattr(v, "item"):
         return v.item()
     if hasattr(v, "tolist"):
