@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from gr_toolkit.artifacts import ArtifactError, atomic_dir, read_arrays, read_manifest, write_arrays, write_manifest
+from gr_toolkit.artifacts import (
+    ArtifactError,
+    atomic_dir,
+    read_arrays,
+    read_manifest,
+    write_arrays,
+    write_manifest,
+)
 
 
 def test_atomic_dir_publishes_only_on_success(tmp_path):
