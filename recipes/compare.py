@@ -38,6 +38,7 @@ from gr_toolkit.data.buckets import assign_buckets
 from gr_toolkit.data.loaders import load_dataset
 from gr_toolkit.data.types import Dataset
 from gr_toolkit.evaluation.metrics import evaluate_rankings
+from gr_toolkit.evaluation.plots import bucket_bar_chart
 from gr_toolkit.evaluation.results import current_command, device_name, result_record, write_result
 
 DATASETS = ("homedepot", "bestbuy", "beauty")
@@ -45,13 +46,29 @@ KS = (1, 5, 10, 20, 50, 100)
 SELECT = "recall@10"
 SEARCH_METHODS = ("popularity", "bm25", "minilm", "dssm", "dssm-minilm", "bm25+dssm-rrf")
 SEQ_METHODS = ("popularity", "sasrec")
-# Generative methods produced by other recipes: (method name in result files, module that implements it).
+# Generative methods produced by other recipes: method -> (module that implements it, result-name prefixes
+# that count as that method). SEAL is the lexical backend with single n-gram spans (`lexical-seal`, from
+# recipes/lexical_vs_seal.py); TIGER is RQ semantic IDs + the T5 backbone (recipes/rq_variants.py --model t5).
 GENERATIVE = {
-    "seater": "gr_toolkit.models.seater",
-    "tiger": "gr_toolkit.identifiers.rq",  # result files named tiger* or rq*
-    "seal": "gr_toolkit.identifiers.lexical",
-    "hf-t5": "gr_toolkit.models.hf_seq2seq",
-    "hf-causal": "gr_toolkit.models.hf_causal",
+    "seater": ("gr_toolkit.models.seater", ("seater",)),
+    "tiger": ("gr_toolkit.identifiers.rq", ("tiger",)),
+    "rq": ("gr_toolkit.identifiers.rq", ("rq-",)),
+    "seal": ("gr_toolkit.identifiers.lexical", ("seal", "lexical-seal")),
+    "hf-t5": ("gr_toolkit.models.hf_seq2seq", ("hf-t5",)),
+    "hf-causal": ("gr_toolkit.models.hf_causal", ("hf-causal",)),
+}
+#: Methods that do not apply to a dataset, with the reason (listed under MISSING, never silently dropped).
+NOT_APPLICABLE = {
+    "beauty": {"seal": "SEAL generates spans of a document's text from a text query; Beauty is next-item "
+                       "recommendation from item-id histories (no query text, items carry only a generated label)"},
+}
+RECIPE_HINT = {
+    "seater": "recipes/seater_beauty.py (Beauty) or recipes/seater_search.py",
+    "tiger": "recipes/rq_variants.py --model t5 --variants plain",
+    "rq": "recipes/rq_variants.py --model seater",
+    "seal": "recipes/lexical_vs_seal.py",
+    "hf-t5": "recipes/hf_sft_dpo.py --models t5",
+    "hf-causal": "recipes/hf_sft_dpo.py --models causal",
 }
 RESULTS_DIR = Path("eval/results")
 VECTOR_CACHE = Path("indexes/vectors")
@@ -333,13 +350,17 @@ def _write_missing(ds: Dataset, method: str, seed: int, why: str) -> None:
 def generative_status(dataset: str) -> list[tuple[str, str]]:
     """(method, reason) for each generative method without a result file for ``dataset``."""
     out = []
-    for method, module in GENERATIVE.items():
-        # Any variant counts (seater-coocvec, hf-t5-sft, hf-causal-dpo, ...).
-        if any(not p.name.endswith(".missing.json") for p in RESULTS_DIR.glob(f"{dataset}__{method}*.json")):
+    for method, (module, prefixes) in GENERATIVE.items():
+        # Any variant counts (seater-coocvec, hf-t5-sft, hf-causal-dpo, lexical-seal, ...).
+        if any(not p.name.endswith(".missing.json") for pre in prefixes for p in RESULTS_DIR.glob(f"{dataset}__{pre}*.json")):
+            continue
+        if method in NOT_APPLICABLE.get(dataset, {}):
+            out.append((method, f"not applicable: {NOT_APPLICABLE[dataset][method]}"))
             continue
         try:
             importlib.import_module(module)
-            reason = f"{module} imports, but no result file {RESULTS_DIR}/{dataset}__{method}.json: its end-to-end recipe has not been run on {dataset}"
+            reason = (f"{module} imports, but there is no result file {RESULTS_DIR}/{dataset}__{prefixes[0]}*.json: "
+                      f"not run on {dataset} yet ({RECIPE_HINT[method]})")
         except Exception as e:  # any import failure is a reason to report, not to crash the report
             reason = f"{module} is not importable: {type(e).__name__}: {e}"
         out.append((method, reason))
@@ -370,29 +391,8 @@ def load_results(dataset: str) -> list[dict[str, Any]]:
 def plot(dataset: str, recs: list[dict[str, Any]], metric: str = "recall@10") -> Path | None:
     if not recs:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    buckets = [b for b in ("all", "head", "torso", "tail") if any(b in r["metrics"] for r in recs)]
-    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(recs) + 2), 4))
-    w = 0.8 / len(buckets)
-    x = np.arange(len(recs))
-    for j, b in enumerate(buckets):
-        vals = [r["metrics"].get(b, {}).get(metric, np.nan) for r in recs]
-        ax.bar(x + j * w - 0.4 + w / 2, vals, w, label=b)
-    ax.set_xticks(x)
-    ax.set_xticklabels([r["method"] for r in recs], rotation=20, ha="right")
-    ax.set_ylabel(metric)
-    bucketing = recs[0].get("bucketing", "")
-    ax.set_title(f"{dataset}: {metric} by bucket ({bucketing}), test split")
-    ax.legend()
-    fig.tight_layout()
-    path = RESULTS_DIR / f"{dataset}__compare.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return bucket_bar_chart(recs, metric, RESULTS_DIR / f"{dataset}__compare.png",
+                            f"{dataset}: {metric} by bucket ({recs[0].get('bucketing', '')}), test split")
 
 
 def write_report(datasets: list[str]) -> Path:

@@ -136,3 +136,42 @@ def test_beam_search_token_scores_sum_to_the_beam_score(setup):
     alive = out.alive
     torch.testing.assert_close(out.token_scores.sum(-1)[alive], out.scores[alive])
     assert (out.token_scores[out.tokens < 0] == 0).all() and (out.token_scores[out.tokens >= 0] <= 0).all()
+
+
+def test_dpo_logprobs_score_the_query_dependent_identifiers(setup):
+    """DPO's chosen/rejected log-probs must be of the identifiers the model was trained on (query spans)."""
+    from gr_toolkit.training.dpo import pair_logprobs, sequence_logprobs
+    from gr_toolkit.training.preferences import PreferencePairs
+
+    ds, idx, fz = setup
+    torch.manual_seed(0)
+    m = SeaterModel.build(idx, fz, TINY).eval()
+    ex, items = ds.train.pairs()
+    sel = np.arange(6)
+    rejected = (items[sel] + 1) % idx.n_items
+    pairs = PreferencePairs(ex[sel], items[sel], rejected)
+    with torch.no_grad():
+        got_c, got_r = pair_logprobs(m, idx, fz, ds.train, pairs, np.arange(6), torch.device("cpu"), "full")
+        batch = fz.batch(ds.train, ex[sel])
+        memory = m.encode(batch)
+        want_c = sequence_logprobs(m, idx, memory, batch, targets_for(idx, ds.train, ex[sel], items[sel]), "full")
+        want_r = sequence_logprobs(m, idx, memory, batch, targets_for(idx, ds.train, ex[sel], rejected), "full")
+        rarity = sequence_logprobs(m, idx, memory, batch, idx.decoder_targets(items[sel]), "full")
+    torch.testing.assert_close(got_c, want_c)
+    torch.testing.assert_close(got_r, want_r)
+    assert not torch.allclose(got_c, rarity)  # the rarity-only identifiers are different sequences
+
+
+def test_rank_loss_refuses_query_dependent_identifiers(setup):
+    ds, idx, fz = setup
+    m = SeaterModel.build(idx, fz, TINY)
+    (rank,) = build_losses(["rank"], m.hidden_size, {"rank": {}})
+    ex, items = ds.train.pairs()
+    batch = fz.batch(ds.train, ex[:4])
+    tgt = targets_for(idx, ds.train, ex[:4], items[:4])
+    dec_in = torch.cat([tgt.new_full((4, 1), idx.bos_id), tgt[:, :-1].clamp_min(0)], dim=1)
+    memory = m.encode(batch)
+    ctx = LossContext(model=m, index=idx, batch=batch, target_items=torch.from_numpy(items[:4]), targets=tgt,
+                      memory=memory, hidden=m.decode(memory, batch, dec_in))
+    with pytest.raises(ValueError, match="rank loss needs an index with one fixed identifier"):
+        rank(ctx)

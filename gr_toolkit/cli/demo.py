@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -45,27 +44,6 @@ class DemoConfig:
     bm25: bool = True
 
 
-def _bucket_plot(records: list[dict[str, Any]], metric: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    buckets = ["all", "head", "torso", "tail"]
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    width = 0.8 / max(1, len(records))
-    for j, r in enumerate(records):
-        vals = [r["metrics"].get(b, {}).get(metric, np.nan) for b in buckets]
-        ax.bar(np.arange(len(buckets)) + j * width, vals, width, label=r["method"])
-    ax.set_xticks(np.arange(len(buckets)) + width * (len(records) - 1) / 2, buckets)
-    ax.set_ylabel(metric)
-    ax.set_title(f"{records[0]['dataset']}: {metric} by query bucket")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def run_demo(cfg: DemoConfig, out: Path) -> list[dict[str, Any]]:
     """Run the pipeline; return the result records (also written under ``out``)."""
     import torch
@@ -76,6 +54,7 @@ def run_demo(cfg: DemoConfig, out: Path) -> list[dict[str, Any]]:
     from gr_toolkit.data.featurize import SourceFeaturizer
     from gr_toolkit.data.loaders import load_dataset
     from gr_toolkit.evaluation.metrics import evaluate_rankings
+    from gr_toolkit.evaluation.plots import bucket_bar_chart
     from gr_toolkit.identifiers.base import SCHEMES as _SCHEMES
     from gr_toolkit.losses import build_losses
     from gr_toolkit.models import MODELS
@@ -149,7 +128,7 @@ def run_demo(cfg: DemoConfig, out: Path) -> list[dict[str, Any]]:
     names = [f"recall@{k}" for k in ks if k in (10, 50)] + ["ndcg@10"]
     md = markdown_table(records, names)
     (out / "results.md").write_text(f"# gr-toolkit demo (synthetic, seed {cfg.seed})\n\nCommand: `{command}`\n\n{md}")
-    _bucket_plot(records, "recall@10", out / "recall10_by_bucket.png")
+    bucket_bar_chart(records, "recall@10", out / "recall10_by_bucket.png")
     table = Table(title=f"{ds.name} test: metrics by query bucket ({ds.bucketing})")
     table.add_column("method")
     table.add_column("bucket")

@@ -133,6 +133,11 @@ class RankingLoss(nn.Module):
     def sampler(self, index: Any, device: torch.device) -> PrefixSampler:
         key = (id(index), str(device))
         if key not in self._samplers:
+            if getattr(index, "targets_need_queries", False) or not hasattr(index, "codes"):
+                # Negatives are sampled by shared identifier prefix, which needs one fixed code per item.
+                raise ValueError(f"the rank loss needs an index with one fixed identifier per item (seater, rq, "
+                                 f"random, atomic); the {getattr(index, 'scheme', type(index).__name__)!r} "
+                                 "index's identifiers depend on the query")
             self._samplers = {k: v for k, v in self._samplers.items() if k[0] == id(index)}
             self._samplers[key] = PrefixSampler(index.codes, index.lengths).to(device)
         return self._samplers[key]

@@ -31,6 +31,7 @@ from gr_toolkit.losses.generation import teacher_forced_candidates
 from gr_toolkit.models.base import GenerativeRetriever, SourceBatch
 from gr_toolkit.training.hf_sft import resolve_device
 from gr_toolkit.training.preferences import PreferencePairs
+from gr_toolkit.training.targets import targets_for
 
 
 @dataclass
@@ -59,11 +60,12 @@ class DPOTrainConfig:
     progress: bool = False
 
 
-def sequence_logprobs(model: GenerativeRetriever, index: Any, memory: Any, batch: SourceBatch, items: torch.Tensor,
+def sequence_logprobs(model: GenerativeRetriever, index: Any, memory: Any, batch: SourceBatch, targets: torch.Tensor,
                       normalize: str = "allowed") -> torch.Tensor:
-    """``[B]`` log-probability of each item's full identifier (EOS included where the index uses one)."""
+    """``[B]`` log-probability of each identifier in ``targets [B, T]`` (from ``targets_for``; EOS included
+    where the index uses one)."""
     device = batch.tokens.device
-    targets = index.decoder_targets(items.cpu()).to(device)
+    targets = targets.to(device)
     dec_in = torch.cat([targets.new_full((len(targets), 1), index.bos_id), targets[:, :-1]], dim=1)
     hidden = model.decode(memory, batch, dec_in)
     active = targets >= 0
@@ -88,8 +90,9 @@ def pair_logprobs(model: GenerativeRetriever, index: Any, featurizer: Any, examp
     n = len(sel)
     rows = torch.arange(n, device=device).repeat(2)
     both = SourceBatch(batch.tokens.index_select(0, rows), batch.mask.index_select(0, rows), batch.kind)
-    items = torch.from_numpy(np.concatenate([pairs.chosen[sel], pairs.rejected[sel]]))
-    lp = sequence_logprobs(model, index, model.expand_memory(memory, rows), both, items, normalize)
+    items = np.concatenate([pairs.chosen[sel], pairs.rejected[sel]])
+    targets = targets_for(index, examples, np.concatenate([pairs.example[sel]] * 2), items)
+    lp = sequence_logprobs(model, index, model.expand_memory(memory, rows), both, targets, normalize)
     return lp[:n], lp[n:]
 
 
@@ -149,7 +152,7 @@ def train_dpo(policy: GenerativeRetriever, index: Any, featurizer: Any, examples
             rr = torch.as_tensor(ref_r[sel], dtype=pc.dtype, device=device)
             loss = dpo_loss(pc, pr, rc, rr, config.beta)
             if config.sft_weight > 0:
-                n_tok = index.decoder_targets(torch.from_numpy(pairs.chosen[sel])).ge(0).sum(1).clamp_min(1).to(device)
+                n_tok = targets_for(index, examples, pairs.example[sel], pairs.chosen[sel]).ge(0).sum(1).clamp_min(1).to(device)
                 loss = loss + config.sft_weight * (-(pc / n_tok)).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()

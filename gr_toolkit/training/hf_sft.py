@@ -24,6 +24,7 @@ import torch
 from gr_toolkit.data.types import Examples
 from gr_toolkit.losses import LossContext, build_losses
 from gr_toolkit.models.base import GenerativeRetriever, SourceBatch
+from gr_toolkit.training.targets import targets_for
 
 
 @dataclass
@@ -74,10 +75,12 @@ def training_pairs(examples: Examples) -> tuple[np.ndarray, np.ndarray]:
     return examples.pairs()
 
 
-def loss_context(model: GenerativeRetriever, index: Any, batch: SourceBatch, items: torch.Tensor) -> LossContext:
-    """Encode + teacher-forced decode of ``[BOS] + identifier[:-1]`` for one batch of (source, item) pairs."""
+def loss_context(model: GenerativeRetriever, index: Any, batch: SourceBatch, items: torch.Tensor,
+                 targets: torch.Tensor) -> LossContext:
+    """Encode + teacher-forced decode of ``[BOS] + identifier[:-1]`` for one batch of (source, item) pairs;
+    ``targets`` from ``training.targets.targets_for`` (query-dependent for the lexical scheme)."""
     device = batch.tokens.device
-    targets = index.decoder_targets(items.cpu()).to(device)
+    targets = targets.to(device)
     dec_in = torch.cat([targets.new_full((len(targets), 1), index.bos_id), targets[:, :-1]], dim=1)
     memory = model.encode(batch)
     hidden = model.decode(memory, batch, dec_in)
@@ -116,7 +119,8 @@ def train_generic_sft(
         for s in range(0, len(order), config.batch_size):
             sel = order[s:s + config.batch_size]
             batch = featurizer.batch(examples, ex[sel]).to(device)
-            ctx = loss_context(model, index, batch, torch.from_numpy(items[sel]))
+            ctx = loss_context(model, index, batch, torch.from_numpy(items[sel]),
+                               targets_for(index, examples, ex[sel], items[sel]))
             loss, parts = plugin_loss(plugins, ctx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -146,7 +150,7 @@ def causal_sequences(model: Any, index: Any, featurizer: Any, examples: Examples
     for s in range(0, len(ex), chunk):
         batch = featurizer.batch(examples, ex[s:s + chunk])
         ids, mask, _ = model.layout.build(batch.to(model.token_map.device))
-        tgt = model.lm_ids(index.decoder_targets(items[s:s + chunk]).to(model.token_map.device))
+        tgt = model.lm_ids(targets_for(index, examples, ex[s:s + chunk], items[s:s + chunk]).to(model.token_map.device))
         ids, mask, tgt = ids.cpu().numpy(), mask.cpu().numpy(), tgt.cpu().numpy()
         prompts += [row[m].tolist() + [bos] for row, m in zip(ids, mask, strict=True)]
         completions += [row[row >= 0].tolist() for row in tgt]
@@ -187,7 +191,8 @@ def _plugin_trainer_class():
             sel = pair_index.cpu().numpy()
             device = self.gr_wrapper.token_map.device
             batch = self.gr_featurizer.batch(self.gr_examples, self.gr_ex[sel]).to(device)
-            ctx = loss_context(self.gr_wrapper, self.gr_index, batch, torch.from_numpy(self.gr_items[sel]))
+            ctx = loss_context(self.gr_wrapper, self.gr_index, batch, torch.from_numpy(self.gr_items[sel]),
+                               targets_for(self.gr_index, self.gr_examples, self.gr_ex[sel], self.gr_items[sel]))
             extra, _ = plugin_loss(plugins, ctx)
             loss = loss + extra
             return (loss, outputs) if return_outputs else loss
