@@ -95,3 +95,41 @@ def test_query_model_needs_vocab_and_bad_lengths_fail():
     _, m = _model(max_history=4)
     with pytest.raises(ValueError, match="exceeds"):
         m.encode(_batch())
+
+
+@pytest.mark.parametrize("kind", ["history", "query"])
+def test_broadcast_memory_equals_copied_memory(kind):
+    """Beams read their query's memory through grouped cross-attention: same numbers as a per-beam copy."""
+    idx, m = _model(kind)
+    b = _batch(kind)
+    mem = m.encode(b)
+    width = 4
+    rows = torch.arange(3).repeat_interleave(width)
+    grouped, copied = m.broadcast_memory(mem, width), m.expand_memory(mem, rows)
+    assert grouped["cross_k0"].data_ptr() == mem["cross_k0"].data_ptr()  # nothing copied
+    targets = idx.decoder_targets(torch.arange(12) % 8)
+    dec_in = torch.cat([torch.full((12, 1), idx.bos_id), targets], 1)
+    torch.testing.assert_close(m.decode(grouped, None, dec_in), m.decode(copied, None, dec_in), atol=1e-5, rtol=1e-5)
+    cands = torch.arange(idx.decoder_vocab_size).expand(12, -1)
+    lg, cg = m.step(grouped, b.mask[rows], dec_in[:, 0], None, cands)
+    lc, cc = m.step(copied, b.mask[rows], dec_in[:, 0], None, cands)
+    torch.testing.assert_close(lg, lc, atol=1e-5, rtol=1e-5)
+    lg, _ = m.step(grouped, b.mask[rows], dec_in[:, 1], cg, cands)
+    lc, _ = m.step(copied, b.mask[rows], dec_in[:, 1], cc, cands)
+    torch.testing.assert_close(lg, lc, atol=1e-5, rtol=1e-5)
+    # Expanding a broadcast memory reads source row // width.
+    again = m.expand_memory(grouped, torch.tensor([5, 0]))
+    torch.testing.assert_close(again["cross_v0"], mem["cross_v0"][torch.tensor([1, 0])])
+    with pytest.raises(ValueError, match="already broadcast"):
+        m.broadcast_memory(grouped, 2)
+
+
+def test_beam_search_same_with_and_without_broadcast(monkeypatch):
+    idx, m = _model()
+    b = _batch()
+    fast = beam_search(m, idx.constraint("cpu"), b, beam_size=4)
+    monkeypatch.setattr(SeaterModel, "broadcast_memory", lambda self, mem, w: self.expand_memory(
+        mem, torch.arange(len(mem["states"])).repeat_interleave(w)))
+    slow = beam_search(m, idx.constraint("cpu"), b, beam_size=4)
+    assert torch.equal(fast.tokens, slow.tokens)
+    torch.testing.assert_close(fast.scores, slow.scores, atol=1e-5, rtol=1e-5)

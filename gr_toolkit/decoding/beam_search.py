@@ -79,7 +79,7 @@ def beam_search(
     def expanded(width: int) -> tuple[Any, torch.Tensor]:
         """Memory and source mask with ``width`` rows per query (beams of a query share its memory)."""
         rows = query.repeat_interleave(width)
-        return model.expand_memory(memory, rows), batch.mask.index_select(0, rows)
+        return model.broadcast_memory(memory, width), batch.mask.index_select(0, rows)
 
     # Live width: rows per query actually decoded. It starts at 1 (only beam 0 exists at step 0) and
     # grows to ``beam_size`` as soon as the constraint offers enough candidates, so the first steps of

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_map
+from torch.utils._pytree import tree_leaves, tree_map
 
 from gr_toolkit.registry import Registry
 
@@ -86,6 +86,14 @@ class GenerativeRetriever(nn.Module, ABC):
 
     def expand_memory(self, memory: Any, index: torch.Tensor) -> Any:
         return select_rows(memory, index)
+
+    def broadcast_memory(self, memory: Any, width: int) -> Any:
+        """Memory for ``width`` consecutive rows per source (the beams of a query), i.e.
+        ``expand_memory(memory, arange(B).repeat_interleave(width))``. Models whose attention can read
+        one memory row for a group of decoder rows override this to copy nothing."""
+        first = next(t for t in tree_leaves(memory) if isinstance(t, torch.Tensor))
+        rows = torch.arange(first.shape[0], device=first.device).repeat_interleave(width)
+        return self.expand_memory(memory, rows)
 
     def reorder_cache(self, cache: Any, index: torch.Tensor) -> Any:
         return select_rows(cache, index)

@@ -72,6 +72,19 @@ class _Attention(nn.Module):
         b, _, t, _ = y.shape
         return self.out(y.transpose(1, 2).reshape(b, t, self.heads * self.dh))
 
+    def attend_grouped(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor,
+                       group: int) -> torch.Tensor:
+        """Attention of ``x [B*group, T, d]`` to keys/values ``[B, h, S, dh]`` shared by each run of
+        ``group`` consecutive rows (the beams of one query): the group's queries are stacked into one
+        ``[B, h, group*T, dh]`` attention per source, so the memory is never copied per beam."""
+        n, t, _ = x.shape
+        b = n // group
+        q = self.q(x).view(b, group, t, self.heads, self.dh).permute(0, 3, 1, 2, 4).reshape(b, self.heads, group * t, self.dh)
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # [B, h, group*T, dh]
+        y = y.view(b, self.heads, group, t, self.dh).permute(0, 2, 3, 1, 4).reshape(n, t, self.heads * self.dh)
+        return self.out(y)
+
 
 class _FeedForward(nn.Sequential):
     def __init__(self, d: int, ffn: int, dropout: float) -> None:
@@ -113,13 +126,17 @@ class _DecoderLayer(nn.Module):
         past: tuple[torch.Tensor, torch.Tensor] | None,
         cross_kv: tuple[torch.Tensor, torch.Tensor],
         cross_mask: torch.Tensor,
+        group: int = 1,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         h = self.n1(x)
         k, v = self.self_attn.keys_values(h)
         if past is not None:  # incremental: attend to every cached position plus the new one
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         x = x + self.drop(self.self_attn.attend(h, k, v, self_mask))
-        x = x + self.drop(self.cross_attn.attend(self.n2(x), cross_kv[0], cross_kv[1], cross_mask))
+        if group == 1:
+            x = x + self.drop(self.cross_attn.attend(self.n2(x), cross_kv[0], cross_kv[1], cross_mask))
+        else:
+            x = x + self.drop(self.cross_attn.attend_grouped(self.n2(x), cross_kv[0], cross_kv[1], cross_mask, group))
         x = x + self.drop(self.ff(self.n3(x)))
         return x, (k, v)
 
@@ -129,7 +146,8 @@ class SeaterModel(GenerativeRetriever):
     """SEATER encoder-decoder. Build with :meth:`build` from an index and a featurizer.
 
     ``memory`` (from :meth:`encode`): ``{"states": [B, S, d], "mask": [B, S], "cross_k{i}"/"cross_v{i}":
-    [B, h, S, dh]}`` per decoder layer. ``cache`` (from :meth:`step`): ``{"k{i}"/"v{i}": [N, h, t, dh]}``.
+    [B, h, S, dh]}`` per decoder layer, plus ``"group": g`` after :meth:`broadcast_memory` (g decoder rows
+    per source, read without copying). ``cache`` (from :meth:`step`): ``{"k{i}"/"v{i}": [N, h, t, dh]}``.
     """
 
     config_class = SeaterConfig
@@ -234,13 +252,29 @@ class SeaterModel(GenerativeRetriever):
         pos = torch.arange(start, start + t, device=tokens.device)
         return self.emb_drop(self.token_emb(tokens.clamp_min(0)) * math.sqrt(self.hidden_size) + self.tgt_pos(pos))
 
+    def broadcast_memory(self, memory: Any, width: int) -> Any:
+        """``width`` decoder rows per source without copying: cross-attention groups the rows instead."""
+        if width == 1:
+            return memory
+        if memory.get("group", 1) != 1:
+            raise ValueError("broadcast_memory: this memory is already broadcast")
+        return {**memory, "group": int(width)}
+
+    def expand_memory(self, memory: Any, index: torch.Tensor) -> Any:
+        group = memory.get("group", 1)
+        if group != 1:  # a broadcast memory: row r of the decoder reads source r // group
+            index = torch.div(index, group, rounding_mode="floor")
+            memory = {k: v for k, v in memory.items() if k != "group"}
+        return super().expand_memory(memory, index)
+
     def decode(self, memory: Any, batch: SourceBatch | None, decoder_input: torch.Tensor) -> torch.Tensor:
         t = decoder_input.shape[1]
         x = self._embed_targets(decoder_input, 0)
         causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
         cross_mask = memory["mask"][:, None, None, :]
+        group = memory.get("group", 1)
         for i, layer in enumerate(self.decoder):
-            x, _ = layer(x, causal, None, (memory[f"cross_k{i}"], memory[f"cross_v{i}"]), cross_mask)
+            x, _ = layer(x, causal, None, (memory[f"cross_k{i}"], memory[f"cross_v{i}"]), cross_mask, group)
         return self.dec_norm(x)
 
     def step(
@@ -249,10 +283,11 @@ class SeaterModel(GenerativeRetriever):
         start = 0 if cache is None else int(cache["k0"].shape[2])
         x = self._embed_targets(last_tokens.view(-1, 1), start)
         cross_mask = memory["mask"][:, None, None, :]
+        group = memory.get("group", 1)
         new_cache: dict[str, torch.Tensor] = {}
         for i, layer in enumerate(self.decoder):
             past = None if cache is None else (cache[f"k{i}"], cache[f"v{i}"])
-            x, (k, v) = layer(x, None, past, (memory[f"cross_k{i}"], memory[f"cross_v{i}"]), cross_mask)
+            x, (k, v) = layer(x, None, past, (memory[f"cross_k{i}"], memory[f"cross_v{i}"]), cross_mask, group)
             new_cache[f"k{i}"], new_cache[f"v{i}"] = k, v
         hidden = self.dec_norm(x[:, 0])
         return self.score(hidden, candidates), new_cache
