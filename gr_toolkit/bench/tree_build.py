@@ -295,8 +295,9 @@ def command(
         if row["n"] >= 1_000_000 and k == 16:
             t = row["fast_tree"]
             targets[f"{row['n']} items k=16 fast tree <= 120 s"] = (
-                f"wall {t['wall_s']} s, CPU {t['cpu_s']} s -> {'met' if t['cpu_s'] <= 120 else 'NOT met'} on CPU time"
-                f"{'' if t['wall_s'] <= 120 else ' (wall time over: shared machine)'}"
+                f"wall {t['wall_s']} s, CPU {t['cpu_s']} s -> "
+                + ("met (wall clock)" if t["wall_s"] <= 120 else
+                   "met on CPU time only (wall over: shared machine)" if t["cpu_s"] <= 120 else "NOT met")
             )
         top = row.get("top_split", {})
         if "ss_ratio_fast_over_exact" in top:
