@@ -10,14 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
+from gr_toolkit.evaluation.plots import headless_pyplot, save_figure
+
 
 def plot_rank_frequency(stages: dict[str, list[np.ndarray]], path: str | Path, title: str = "") -> Path:
     """``stages[label][level]`` = items per codebook entry. Writes one PNG with a panel per level."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; never needs a display
-    import matplotlib.pyplot as plt
-
+    plt = headless_pyplot()
     if not stages:
         raise ValueError("nothing to plot: no stages")
     n_levels = max(len(v) for v in stages.values())
@@ -48,9 +46,4 @@ def plot_rank_frequency(stages: dict[str, list[np.ndarray]], path: str | Path, t
         ax.legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
