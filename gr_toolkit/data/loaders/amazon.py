@@ -46,6 +46,21 @@ def _history_examples(hists: list[np.ndarray], targets: np.ndarray, keys: list[s
     )
 
 
+def _catalog_titles(ids: list[str], text_by_id: dict[str, str], notes: list[str], missing_note: str,
+                    extra_note: str) -> list[str]:
+    """The text of each catalog id (empty where it has none) from a text file keyed by id; notes how many
+    ids have no text (``missing_note``) and how many texts have no catalog id (``extra_note``), each
+    formatted with ``{n}``, when there are any."""
+    titles = [text_by_id.get(a, "") for a in ids]
+    n_missing = sum(1 for t in titles if not t)
+    if n_missing:
+        notes.append(missing_note.format(n=n_missing))
+    extra = len(set(text_by_id) - set(ids))
+    if extra:
+        notes.append(extra_note.format(n=extra))
+    return titles
+
+
 # ---------------------------------------------------------------------------------------------- beauty
 @DATASETS.register("beauty")
 def load_beauty(data_dir=None, seed: int = 0, max_history: int = 20) -> Dataset:
@@ -73,13 +88,8 @@ def load_beauty(data_dir=None, seed: int = 0, max_history: int = 20) -> Dataset:
         if asin in labels and labels[asin] != words.strip():
             raise DataError(f"{text_path}: item {asin!r} (line {row}) has two different labels")
         labels[asin] = words.strip()
-    titles = [labels.get(a, "") for a in ids]
-    n_missing = sum(1 for t in titles if not t)
-    if n_missing:
-        notes.append(f"{n_missing} items have no text label (empty title)")
-    extra = len(set(labels) - set(ids))
-    if extra:
-        notes.append(f"{extra} labelled items never occur in a sequence (not in the catalog)")
+    titles = _catalog_titles(ids, labels, notes, "{n} items have no text label (empty title)",
+                             "{n} labelled items never occur in a sequence (not in the catalog)")
     catalog = Catalog(name="beauty", ids=ids, fields={"title": titles})
     seqs = split_sequences(codes.astype(np.int64), lengths)
     train, valid, test = leave_one_out(seqs, users.tolist(), max_history=max_history, notes=notes)
@@ -179,14 +189,9 @@ def load_scientific(data_dir=None, seed: int = 0, max_history: int = 20) -> Data
     text = read_atomic(text_path, ("item_id", "text"))
     check_unique(text["item_id"], text_path, "item_id")
     by_asin = dict(zip(text["item_id"], text["text"].str.strip(), strict=True))
-    titles = [by_asin.get(a, "") for a in ids]
     notes: list[str] = []
-    n_missing = sum(1 for t in titles if not t)
-    if n_missing:
-        notes.append(f"{n_missing} items have no text (empty title)")
-    extra = len(set(by_asin) - set(ids))
-    if extra:
-        notes.append(f"{extra} items in Scientific.text are not in item2index (ignored)")
+    titles = _catalog_titles(ids, by_asin, notes, "{n} items have no text (empty title)",
+                             "{n} items in Scientific.text are not in item2index (ignored)")
     catalog = Catalog(name="scientific", ids=ids, fields={"title": titles})
     # The .inter files use the internal index as item token.
     index = pd.Index([str(i) for i in range(len(ids))])
