@@ -20,13 +20,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from gr_toolkit.losses.base import LOSSES, LossContext
+from gr_toolkit.losses.base import LOSSES, LossContext, decoder_inputs
 
 
 def parent_pairs(targets: torch.Tensor, bos_id: int, eos_id: int, root: str = "bos") -> torch.Tensor:
     """Distinct ``(token, parent) [P, 2]`` pairs of identifier targets ``[B, T]`` (padded -1)."""
-    b = targets.shape[0]
-    parents = torch.cat([targets.new_full((b, 1), bos_id), targets[:, :-1]], dim=1)
+    parents = decoder_inputs(targets, bos_id)  # the token before each one (BOS before the first)
     keep = (targets >= 0) & (targets != eos_id)
     if root == "skip":
         keep[:, 0] = False

@@ -27,6 +27,12 @@ class LossContext:
     cache: dict[str, Any] = field(default_factory=dict)  # plug-ins may share derived tensors here
 
 
+def decoder_inputs(targets: torch.Tensor, bos_id: int) -> torch.Tensor:
+    """Teacher-forcing decoder input for ``targets [B, T]``: ``[BOS] + targets[:, :-1]`` (each position
+    sees the token before it; padding -1 stays where it was, shifted one step)."""
+    return torch.cat([targets.new_full((len(targets), 1), bos_id), targets[:, :-1]], dim=1)
+
+
 class LossPlugin(Protocol):
     name: str
 

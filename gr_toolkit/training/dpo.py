@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from gr_toolkit.data.types import Examples
+from gr_toolkit.losses.base import decoder_inputs
 from gr_toolkit.losses.generation import teacher_forced_candidates
 from gr_toolkit.models.base import GenerativeRetriever, SourceBatch
 from gr_toolkit.training.hf_sft import resolve_device
@@ -66,7 +67,7 @@ def sequence_logprobs(model: GenerativeRetriever, index: Any, memory: Any, batch
     where the index uses one)."""
     device = batch.tokens.device
     targets = targets.to(device)
-    dec_in = torch.cat([targets.new_full((len(targets), 1), index.bos_id), targets[:, :-1]], dim=1)
+    dec_in = decoder_inputs(targets, index.bos_id)
     hidden = model.decode(memory, batch, dec_in)
     active = targets >= 0
     if normalize == "full":

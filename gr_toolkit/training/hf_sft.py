@@ -23,7 +23,9 @@ import torch
 
 from gr_toolkit.data.types import Examples
 from gr_toolkit.losses import LossContext, build_losses
+from gr_toolkit.losses.base import decoder_inputs
 from gr_toolkit.models.base import GenerativeRetriever, SourceBatch
+from gr_toolkit.retrieval.retriever import resolve_device as retriever_device
 from gr_toolkit.training.targets import targets_for
 
 
@@ -65,9 +67,8 @@ class HFSFTConfig:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """``auto`` = CUDA when available, else CPU; otherwise the named device (the retriever's rule)."""
+    return retriever_device(name)
 
 
 def training_pairs(examples: Examples) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +82,7 @@ def loss_context(model: GenerativeRetriever, index: Any, batch: SourceBatch, ite
     ``targets`` from ``training.targets.targets_for`` (query-dependent for the lexical scheme)."""
     device = batch.tokens.device
     targets = targets.to(device)
-    dec_in = torch.cat([targets.new_full((len(targets), 1), index.bos_id), targets[:, :-1]], dim=1)
+    dec_in = decoder_inputs(targets, index.bos_id)
     memory = model.encode(batch)
     hidden = model.decode(memory, batch, dec_in)
     return LossContext(model=model, index=index, batch=batch, target_items=items.to(device), targets=targets,

@@ -27,7 +27,7 @@ from gr_toolkit.artifacts import ArtifactError
 from gr_toolkit.data.types import Dataset
 from gr_toolkit.evaluation.metrics import evaluate_rankings
 from gr_toolkit.identifiers.base import ItemIndex
-from gr_toolkit.losses.base import LossContext
+from gr_toolkit.losses.base import LossContext, decoder_inputs
 from gr_toolkit.models.base import MODELS, GenerativeRetriever
 from gr_toolkit.retrieval.retriever import resolve_device, retrieve_items
 from gr_toolkit.training.config import TrainConfig
@@ -252,7 +252,7 @@ def train_step(
     batch = featurizer.batch(dataset.train, example_ids).to(device)
     targets = targets_for(index, dataset.train, example_ids, target_items).to(device)
     memory = model.encode(batch)
-    dec_in = torch.cat([targets.new_full((len(targets), 1), index.bos_id), targets[:, :-1]], dim=1)
+    dec_in = decoder_inputs(targets, index.bos_id)
     hidden = model.decode(memory, batch, dec_in)
     ctx = LossContext(model, index, batch, torch.as_tensor(target_items, device=device), targets, memory, hidden)
     return {lo.name: lo(ctx) for lo in losses}
