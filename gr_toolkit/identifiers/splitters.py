@@ -270,16 +270,6 @@ def _rank_within_groups(sorted_groups: np.ndarray) -> np.ndarray:
     return np.arange(n) - first
 
 
-def _trivial_labels(n: int, k: int, singletons: bool = True) -> np.ndarray | None:
-    """Labels that need no clustering: one cluster (``k == 1``) or, with ``singletons``, one item per
-    cluster (``k == n``); ``None`` otherwise."""
-    if k == 1:
-        return np.zeros(n, dtype=np.int64)
-    if singletons and k == n:
-        return np.arange(n, dtype=np.int64)
-    return None
-
-
 def _sampled_kmeans_centers(x: np.ndarray, k: int, rng: np.random.Generator, sample_size: int, iters: int) -> np.ndarray:
     """``[k, d]`` k-means++ + Lloyd centres fitted on a random sample of ``x`` (at least 64 points per
     cluster; all points when there are fewer)."""
@@ -290,25 +280,40 @@ def _sampled_kmeans_centers(x: np.ndarray, k: int, rng: np.random.Generator, sam
 
 
 # -- splitters -------------------------------------------------------------------------------------
-@SPLITTERS.register("exact")
-@dataclass
-class ExactSplitter:
-    """Constrained k-means with exact min-cost-flow assignment (``k-means-constrained``)."""
+class _ClusteringSplitter:
+    """What the splitters that cluster the vectors share: input checks and the splits that need no
+    clustering, before :meth:`_cluster` runs."""
 
     balanced: ClassVar[bool] = True
-    #: Restarts; 1 keeps large nodes affordable (each restart costs a full run).
-    n_init: int = 1
-    max_iter: int = 300
 
     def split(self, vectors: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
         x = check_split_input(vectors, k)
         n = len(x)
-        trivial = _trivial_labels(n, k)
-        if trivial is not None:
-            return trivial
+        if k == 1:
+            return np.zeros(n, dtype=np.int64)
+        # Balanced sizes with k == n leave one item per cluster; unbalanced k-means still clusters.
+        if self.balanced and k == n:
+            return np.arange(n, dtype=np.int64)
+        return self._cluster(x, k, seed)
+
+    def _cluster(self, x: np.ndarray, k: int, seed: int) -> np.ndarray:
+        """Labels ``[n]`` for checked float32 vectors ``x`` with ``1 < k <= n``."""
+        raise NotImplementedError
+
+
+@SPLITTERS.register("exact")
+@dataclass
+class ExactSplitter(_ClusteringSplitter):
+    """Constrained k-means with exact min-cost-flow assignment (``k-means-constrained``)."""
+
+    #: Restarts; 1 keeps large nodes affordable (each restart costs a full run).
+    n_init: int = 1
+    max_iter: int = 300
+
+    def _cluster(self, x: np.ndarray, k: int, seed: int) -> np.ndarray:
         from k_means_constrained import KMeansConstrained
 
-        f, r = divmod(n, k)
+        f, r = divmod(len(x), k)
         km = KMeansConstrained(
             n_clusters=k,
             size_min=f,
@@ -323,10 +328,9 @@ class ExactSplitter:
 
 @SPLITTERS.register("fast")
 @dataclass
-class FastSplitter:
+class FastSplitter(_ClusteringSplitter):
     """Balanced k-means: sampled k-means++/Lloyd, then balanced-assignment Lloyd on all points."""
 
-    balanced: ClassVar[bool] = True
     #: Points used for the initial (unbalanced) k-means; at least 64 per cluster are used.
     sample_size: int = 20000
     kmeans_iters: int = 20
@@ -339,12 +343,8 @@ class FastSplitter:
     #: Stop the balanced Lloyd iterations when inertia improves by less than this fraction.
     tol: float = 1e-4
 
-    def split(self, vectors: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
-        x = check_split_input(vectors, k)
+    def _cluster(self, x: np.ndarray, k: int, seed: int) -> np.ndarray:
         n = len(x)
-        trivial = _trivial_labels(n, k)
-        if trivial is not None:
-            return trivial
         rng = np.random.default_rng(seed)
         centers = _sampled_kmeans_centers(x, k, rng, self.sample_size, self.kmeans_iters)
 
@@ -367,18 +367,14 @@ class FastSplitter:
 
 @SPLITTERS.register("kmeans")
 @dataclass
-class KMeansSplitter:
+class KMeansSplitter(_ClusteringSplitter):
     """Plain k-means (sizes NOT balanced): the paper's "imbalanced tree" ablation."""
 
     balanced: ClassVar[bool] = False
     sample_size: int = 50000
     iters: int = 25
 
-    def split(self, vectors: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
-        x = check_split_input(vectors, k)
-        trivial = _trivial_labels(len(x), k, singletons=False)  # k == n still runs k-means (unbalanced)
-        if trivial is not None:
-            return trivial
+    def _cluster(self, x: np.ndarray, k: int, seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
         centers = _sampled_kmeans_centers(x, k, rng, self.sample_size, self.iters)
         labels = argmin_rows(squared_distances(x, centers))
