@@ -395,6 +395,20 @@ def plot(dataset: str, recs: list[dict[str, Any]], metric: str = "recall@10") ->
                             f"{dataset}: {metric} by bucket ({recs[0].get('bucketing', '')}), test split")
 
 
+def coverage_line(dataset: str) -> str | None:
+    """How many test positives were ever a training target: the ceiling for identifier memorisation."""
+    from gr_toolkit.data.splits import seen_target_coverage
+
+    try:
+        ds = load_dataset(dataset, seed=0)
+    except Exception as e:  # the report must not die with a dataset that cannot be read here
+        return f"(Seen-target coverage not computed: {type(e).__name__}: {e})"
+    cov = seen_target_coverage(ds.train, ds.test)
+    return (f"Seen-target coverage: {cov['positives']:.1%} of test positives (and {cov['examples']:.1%} of test "
+            "examples with at least one) are a target somewhere in the training split; a generative retriever "
+            "trained on (source, item) pairs was never taught the identifiers of the rest.")
+
+
 def write_report(datasets: list[str]) -> Path:
     metric_cols = ("recall@10", "ndcg@10", "recall@50")
     lines = ["# Retrieval comparison (test split)", "",
@@ -412,6 +426,9 @@ def write_report(datasets: list[str]) -> Path:
             r0 = recs[0]
             lines.append(f"Protocol `{r0.get('protocol')}`, bucketing `{r0.get('bucketing')}`, {r0.get('n_examples')} test examples "
                          f"(head/torso/tail: {', '.join(str(r0['metrics'].get(b, {}).get('n', '–')) for b in ('head', 'torso', 'tail'))}).")
+            cov = coverage_line(ds)
+            if cov:
+                lines.append(cov)
             lines.append("")
             head = ["method"] + [f"{m} {b}" for m in metric_cols for b in ("all", "head", "torso", "tail")] + ["train s", "query ms", "seed"]
             lines.append("| " + " | ".join(head) + " |")

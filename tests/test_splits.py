@@ -80,3 +80,14 @@ def test_check_no_query_leakage():
     check_no_query_leakage(a, b)
     with pytest.raises(DataError, match="'x'"):
         check_no_query_leakage(a, b, a.subset([0]))
+
+
+def test_seen_target_coverage_hand_computed():
+    from gr_toolkit.data.splits import seen_target_coverage
+
+    train = Examples(kind="query", queries=["a", "b"], targets=[np.array([0, 1]), np.array([1])])
+    test = Examples(kind="query", queries=["c", "d", "e"], targets=[np.array([1, 2]), np.array([3]), np.array([0])])
+    cov = seen_target_coverage(train, test)
+    assert cov == {"positives": 0.5, "examples": 2 / 3}  # items 1 and 0 seen; 2 and 3 never targets
+    with pytest.raises(DataError, match="no \\(example, item\\) pairs"):
+        seen_target_coverage(train, Examples(kind="query", queries=[], targets=[]))

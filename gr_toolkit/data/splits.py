@@ -111,3 +111,19 @@ def check_no_query_leakage(*splits: Examples) -> None:
             if k in seen and seen[k] != s_i:
                 raise DataError(f"query {k!r} occurs in split {seen[k]} and split {s_i}")
             seen[k] = s_i
+
+
+def seen_target_coverage(train: Examples, test: Examples) -> dict[str, float]:
+    """How much of ``test`` a model that only learns identifiers from ``train`` targets can reach.
+
+    ``positives``: share of test (example, item) pairs whose item is a target somewhere in train;
+    ``examples``: share of test examples with at least one such positive. A generative retriever
+    trained on (source, item) pairs has never been taught to emit an unseen item's identifier.
+    """
+    _, train_items = train.pairs()
+    ex, items = test.pairs()
+    if not len(items):
+        raise DataError("seen_target_coverage: the test split has no (example, item) pairs")
+    seen = np.isin(items, np.unique(train_items))
+    per_example = np.bincount(ex, weights=seen, minlength=len(test)) > 0
+    return {"positives": float(seen.mean()), "examples": float(per_example.mean())}
