@@ -35,7 +35,7 @@ class DemoConfig:
     #: Synthetic catalog size and query volume (see gr_toolkit.data.synthetic).
     n_items: int = 2000
     k: int = 8
-    epochs: int = 12
+    epochs: int = 20
     patience: int = 3
     batch_size: int = 128
     losses: str = "gen,align,rank"
