@@ -9,7 +9,11 @@ featurizer, then per model:
 3. DPO: preference pairs from graded judgments (Home Depot) and hard negatives mined from the SFT
    model's own beams; the toolkit's DPO objective for T5, trl's ``DPOTrainer`` for the causal LM
    (reference = frozen in-memory copy);
-4. evaluate again. Results by head/torso/tail bucket go to ``eval/results/<dataset>__hf-<model>-<stage>.json``
+4. evaluate again;
+5. control (``--no-sft-control`` skips it): the SFT model trained by plain SFT for as many more steps as
+   DPO took, at DPO's learning rate and batch size, so a DPO gain is not just "more training".
+
+Results by head/torso/tail bucket go to ``eval/results/<dataset>__hf-<model>-<stage>.json``
    and one markdown table ``eval/results/hf_sft_dpo__<datasets>.md``.
 
 Usage (the indexes come from ``gr-toolkit index``; see the markdown for the exact commands used)::
@@ -21,6 +25,8 @@ Usage (the indexes come from ``gr-toolkit index``; see the markdown for the exac
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -81,6 +87,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--out", default="eval/results")
+    ap.add_argument("--no-sft-control", dest="sft_control", action="store_false",
+                    help="skip the control: SFT continued for the DPO steps")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -112,6 +120,7 @@ def main() -> None:
             eval_s = time.time() - t0
             print(f"  {model_name} SFT ({sft['steps']} steps, {sft['train_seconds']:.0f} s): "
                   f"recall@10 {m_sft['all']['recall@10']:.4f} (eval {eval_s:.0f} s)", flush=True)
+            control = copy.deepcopy(model) if args.sft_control else None
             dpo_cfg = DPOTrainConfig(beta=args.dpo_beta, max_steps=args.dpo_steps, batch_size=args.batch_size,
                                      lr=args.dpo_lr, sft_weight=args.dpo_sft_weight, seed=args.seed, device="cpu",
                                      pairs="graded,mined", mine_beam=args.beam, mine_max_examples=args.mine_examples,
@@ -124,6 +133,16 @@ def main() -> None:
             m_dpo = evaluate(model, index, fz, test, buckets, args.beam, 128)
             print(f"  {model_name} DPO ({len(pairs):,} pairs: {pairs.source}, {dpo['n_pairs']:,} used, {dpo['steps']} steps, "
                   f"{dpo['train_seconds']:.0f} s): recall@10 {m_dpo['all']['recall@10']:.4f}", flush=True)
+            if control is not None:
+                # Same extra steps, batch and lr as DPO, only the objective differs; another seed so the
+                # batches are not a replay of SFT's first ones.
+                ctl_cfg = dataclasses.replace(sft_cfg, max_steps=dpo["steps"], lr=args.dpo_lr, seed=args.seed + 1)
+                ctl = train_sft(control, index, fz, ds.train, ctl_cfg,
+                                out_dir=f"runs/hf_sft_dpo/{name}_{model_name}_sft_control")
+                m_ctl = evaluate(control, index, fz, test, buckets, args.beam, 128)
+                print(f"  {model_name} SFT control (+{ctl['steps']} SFT steps at lr {args.dpo_lr}): "
+                      f"recall@10 {m_ctl['all']['recall@10']:.4f}", flush=True)
+                del control
             common = dict(dataset=name, protocol=ds.protocol, split="test", seed=args.seed, bucketing=ds.bucketing,
                           n_examples=len(test), device=device_name("cpu"), command=command,
                           index={"dir": index_dirs[name], "scheme": index.scheme, "n_items": index.n_items,
@@ -148,7 +167,16 @@ def main() -> None:
                                          "first_loss": dpo["history"][0]["loss"] if dpo["history"] else None,
                                          "last_loss": dpo["history"][-1]["loss"] if dpo["history"] else None},
                                     **common)
-            for rec in (rec_sft, rec_dpo):
+            stage_recs = [rec_sft, rec_dpo]
+            if args.sft_control:
+                stage_recs.insert(1, result_record(
+                    method=f"hf-{model_name}-sft-control", metrics=m_ctl,
+                    train_seconds=sft["train_seconds"] + ctl["train_seconds"], stage="sft+control",
+                    sft={"steps": sft["steps"] + ctl["steps"], "losses": losses, "lr": args.sft_lr,
+                         "control_steps": ctl["steps"], "control_lr": args.dpo_lr, "batch_size": args.batch_size,
+                         "engine": "trl.SFTTrainer" if model_name == "causal" else "toolkit loop"},
+                    **common))
+            for rec in stage_recs:
                 write_result(rec, args.out)
                 records.append(rec)
     tag = "_".join(dict.fromkeys(r["dataset"] for r in records))

@@ -106,6 +106,9 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr-decays", type=int, default=0,
+                    help="on a plateau, back to the best weights with lr x --lr-decay, this many times")
+    ap.add_argument("--lr-decay", type=float, default=0.3)
     ap.add_argument("--weight-decay", type=float, default=1e-6)
     ap.add_argument("--align-weight", type=float, default=0.05)
     ap.add_argument("--rank-weight", type=float, default=0.05)
@@ -141,7 +144,7 @@ def main() -> None:
 
     train_opts = {
         "losses": ",".join(losses), "epochs": args.epochs, "patience": args.patience, "batch_size": args.batch_size,
-        "lr": args.lr, "weight_decay": args.weight_decay, "align_weight": args.align_weight,
+        "lr": args.lr, "lr_decays": args.lr_decays, "lr_decay": args.lr_decay, "weight_decay": args.weight_decay, "align_weight": args.align_weight,
         "rank_weight": args.rank_weight, "rank_beta": args.rank_beta, "eval_beam": args.beam,
         "rank_max_examples": args.rank_max_examples, "eval_max_examples": args.eval_max_examples, "max_steps_per_epoch": args.max_steps_per_epoch,
         "seed": args.seed, "threads": args.threads, "eval_batch_size": 512,

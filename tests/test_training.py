@@ -126,3 +126,56 @@ def test_resume_refuses_a_different_setup_and_bad_index(setup, tmp_path):
         train_model(m, idx, other, fz, losses, cfg, tmp_path / "run2", log=lambda *_: None)
     with pytest.raises(ArtifactError, match="does not exist"):
         GenerativeRetrieverRunner.load(tmp_path / "nope")
+
+
+def _scripted_validation(monkeypatch, values):
+    """Replace validation with a fixed sequence of recall@10 values, to force plateaus where wanted."""
+    it = iter(values)
+    monkeypatch.setattr("gr_toolkit.training.sft.validate_model", lambda *a, **k: {"recall@10": next(it)})
+
+
+def _history(run):
+    return [json.loads(x) for x in (run / "history.jsonl").read_text().splitlines()]
+
+
+def test_lr_decay_on_plateau_returns_to_the_best_weights(setup, tmp_path, monkeypatch):
+    ds, idx, fz = setup
+    _scripted_validation(monkeypatch, [0.5, 0.4, 0.4, 0.3])
+    cfg = _cfg(epochs=4, patience=1, lr_decays=1, lr_decay=0.5)
+    m, losses = _fresh(idx, fz, cfg)
+    logs = []
+    res = train_model(m, idx, ds, fz, losses, cfg, tmp_path / "run", log=logs.append)
+    # epoch 2 is a plateau -> decay to lr/2 from epoch 1's weights; epoch 3 is another -> no decays left, stop
+    assert [h["lr"] for h in _history(tmp_path / "run")] == [1e-3, 1e-3, 5e-4]
+    assert res.stopped_early and res.best_epoch == 1 and res.epochs_done == 3
+    assert any("back to the best weights (epoch 1), lr 0.0005" in str(x) for x in logs)
+
+
+def test_stopped_run_continued_with_lr_decays_matches_one_uninterrupted_run(setup, tmp_path, monkeypatch):
+    ds, idx, fz = setup
+    scores = [0.5, 0.4, 0.6, 0.3]
+    _scripted_validation(monkeypatch, scores)
+    cfg = _cfg(epochs=4, patience=1, lr_decays=1, lr_decay=0.5)
+    m, losses = _fresh(idx, fz, cfg)
+    train_model(m, idx, ds, fz, losses, cfg, tmp_path / "once", log=lambda *_: None)
+
+    _scripted_validation(monkeypatch, scores)
+    m, losses = _fresh(idx, fz, cfg)
+    res = train_model(m, idx, ds, fz, losses, _cfg(epochs=4, patience=1, lr_decay=0.5), tmp_path / "twice",
+                      log=lambda *_: None)
+    assert res.stopped_early and res.epochs_done == 2
+    m, losses = _fresh(idx, fz, cfg, seed=7)
+    res = train_model(m, idx, ds, fz, losses, cfg, tmp_path / "twice", log=lambda *_: None)
+    assert res.best_epoch == 3 and res.epochs_done == 4
+    once, twice = _history(tmp_path / "once"), _history(tmp_path / "twice")
+    assert [h["lr"] for h in twice] == [h["lr"] for h in once] == [1e-3, 1e-3, 5e-4, 5e-4]
+    assert [h["loss_total"] for h in twice] == pytest.approx([h["loss_total"] for h in once], rel=1e-5)
+
+
+def test_lr_decay_rejects_a_factor_outside_0_1(setup, tmp_path):
+    ds, idx, fz = setup
+    cfg = _cfg(lr_decays=2, lr_decay=1.5)
+    m, losses = _fresh(idx, fz, cfg)
+    with pytest.raises(ValueError, match="lr_decay in \\(0, 1\\).*lr_decay=1.5"):
+        train_model(m, idx, ds, fz, losses, cfg, tmp_path / "run", log=lambda *_: None)
+    assert not (tmp_path / "run").exists()

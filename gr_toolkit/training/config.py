@@ -22,6 +22,11 @@ class TrainConfig:
     grad_clip: float = 1.0
     #: Stop after this many evaluations without a better validation metric (0 = never stop early).
     patience: int = 5
+    #: On a plateau (``patience`` evaluations without improvement) reload the best weights, multiply the
+    #: learning rate by ``lr_decay`` and go on, at most ``lr_decays`` times, before stopping early.
+    #: 0 decays = plain early stopping. Raising ``lr_decays`` on a finished run continues it.
+    lr_decay: float = 0.3
+    lr_decays: int = 0
     #: Validation metric for model selection, e.g. ``recall@10`` or ``ndcg@10``.
     select_metric: str = "recall@10"
     eval_every: int = 1

@@ -197,12 +197,14 @@ class RunDir:
         if losses is not None and len(losses):
             _atomic_save_model(losses, self.path / "losses.safetensors")
 
-    def load_best(self, model: torch.nn.Module, device: torch.device | str = "cpu") -> None:
+    def load_best(self, model: torch.nn.Module, device: torch.device | str = "cpu",
+                  losses: torch.nn.ModuleDict | None = None) -> None:
         path = self.path / "model.safetensors"
         if not path.exists():
             raise ArtifactError(f"{self.path}: model.safetensors is missing (training never finished an epoch)")
-        missing, unexpected = load_model(model, str(path), strict=True, device=str(device))
-        del missing, unexpected
+        load_model(model, str(path), strict=True, device=str(device))
+        if losses is not None and len(losses):
+            load_model(losses, str(self.path / "losses.safetensors"), strict=True, device=str(device))
 
     # checkpoints
     def save_checkpoint(

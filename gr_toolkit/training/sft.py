@@ -89,7 +89,8 @@ def _check_resumable(man: dict[str, Any], model_name: str, model_cfg: dict, trai
         problems.append(f"model {man.get('model')!r} vs {model_name!r}")
     if man.get("model_config") != model_cfg:
         problems.append("model config differs")
-    ignore = {"epochs", "patience", "progress", "device", "threads", "eval_batch_size"}  # may change on resume
+    # May change on resume: more epochs or lr decays continue a run; the rest do not change the trajectory.
+    ignore = {"epochs", "patience", "lr_decays", "progress", "device", "threads", "eval_batch_size"}
     a = {k: v for k, v in man.get("train_config", {}).items() if k not in ignore}
     b = {k: v for k, v in train_cfg.items() if k not in ignore}
     # A field missing on one side (a run written before the field existed) counts as its default.
@@ -139,7 +140,21 @@ def train_model(
     model.to(device)
     loss_mods = loss_modules(losses).to(device)
     params = list(model.parameters()) + list(loss_mods.parameters())
+    if config.lr_decays < 0 or (config.lr_decays and not 0.0 < config.lr_decay < 1.0):
+        raise ValueError(f"lr_decays must be >= 0 and lr_decay in (0, 1); got lr_decays={config.lr_decays}, "
+                         f"lr_decay={config.lr_decay}")
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    decays_done = 0
+
+    def decay_lr(reason: str) -> torch.optim.Optimizer:
+        """Back to the best weights with a fresh Adam at ``lr * lr_decay`` (the moments belong to later weights)."""
+        nonlocal decays_done
+        decays_done += 1
+        lr = config.lr * config.lr_decay ** decays_done
+        run.load_best(model, device, loss_mods)
+        log(f"{reason}: back to the best weights (epoch {best['epoch']}), lr {lr:.3g} "
+            f"(decay {decays_done}/{config.lr_decays})")
+        return torch.optim.Adam(params, lr=lr, weight_decay=config.weight_decay)
 
     run = RunDir(out_dir)
     model_cfg = dataclasses.asdict(model.config) if dataclasses.is_dataclass(getattr(model, "config", None)) else {}
@@ -153,12 +168,17 @@ def train_model(
         if run.has_checkpoint():
             state = run.load_checkpoint(model, loss_mods, optimizer, rng, device)
             start_epoch, best, bad, elapsed = state["epoch"], state["best"], state["bad_epochs"], state["train_seconds"]
+            decays_done = state.get("lr_decays_done", 0)
             run.truncate_history(start_epoch)
             log(f"resuming {run.path} after epoch {start_epoch}")
-        if man.get("status") == "finished" and (start_epoch >= config.epochs or man.get("stopped_early")):
+        can_decay = decays_done < config.lr_decays and best is not None
+        if man.get("status") == "finished" and (start_epoch >= config.epochs
+                                                or (man.get("stopped_early") and not can_decay)):
             run.load_best(model, device)
             return _result(run, best, start_epoch, elapsed, man.get("stopped_early", False))
-        run.update_manifest(status="training", train_config=train_cfg)
+        if man.get("stopped_early") and can_decay:  # a run that stopped before lr decays were allowed
+            optimizer, bad = decay_lr("continuing a run that stopped early"), 0
+        run.update_manifest(status="training", stopped_early=False, train_config=train_cfg)
     else:
         run.create(model_name=model_name, model_config=model_cfg, train_config=train_cfg, dataset=dataset.name,
                    catalog_fingerprint=fingerprint, index=index,
@@ -221,10 +241,14 @@ def train_model(
                     bad += 1
             elif best is None:
                 run.save_best(model, loss_mods)  # something to load before the first evaluation
+            record["lr"] = optimizer.param_groups[0]["lr"]
             run.append_history(record)
             done = config.patience > 0 and bad >= config.patience
+            if done and decays_done < config.lr_decays and epoch < config.epochs:
+                optimizer, bad, done = decay_lr(f"no better {config.select_metric} for {bad} evaluations"), 0, False
             run.save_checkpoint(model, loss_mods, optimizer,
-                                {"epoch": epoch, "best": best, "bad_epochs": bad, "train_seconds": elapsed}, rng)
+                                {"epoch": epoch, "best": best, "bad_epochs": bad, "train_seconds": elapsed,
+                                 "lr_decays_done": decays_done}, rng)
             run.update_manifest(epochs_done=epoch, best=best, train_seconds=round(elapsed, 3))
             info = f"{config.select_metric} {record['valid'][config.select_metric]:.4f}" if "valid" in record else ""
             bar.update(epoch_task, advance=1, info=info + (" *" if improved else ""))
