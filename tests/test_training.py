@@ -148,7 +148,9 @@ def test_lr_decay_on_plateau_returns_to_the_best_weights(setup, tmp_path, monkey
     # epoch 2 is a plateau -> decay to lr/2 from epoch 1's weights; epoch 3 is another -> no decays left, stop
     assert [h["lr"] for h in _history(tmp_path / "run")] == [1e-3, 1e-3, 5e-4]
     assert res.stopped_early and res.best_epoch == 1 and res.epochs_done == 3
-    assert any("back to the best weights (epoch 1), lr 0.0005" in str(x) for x in logs)
+    # the decay is announced after the epoch that triggered it
+    i = next(i for i, x in enumerate(logs) if "back to the best weights (epoch 1), lr 0.0005" in str(x))
+    assert str(logs[i - 1]).startswith("epoch 2:") and str(logs[i + 1]).startswith("epoch 3:")
 
 
 def test_stopped_run_continued_with_lr_decays_matches_one_uninterrupted_run(setup, tmp_path, monkeypatch):

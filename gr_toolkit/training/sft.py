@@ -243,6 +243,10 @@ def train_model(
                 run.save_best(model, loss_mods)  # something to load before the first evaluation
             record["lr"] = optimizer.param_groups[0]["lr"]
             run.append_history(record)
+            info = f"{config.select_metric} {record['valid'][config.select_metric]:.4f}" if "valid" in record else ""
+            bar.update(epoch_task, advance=1, info=info + (" *" if improved else ""))
+            log(f"epoch {epoch}: " + ", ".join(f"{k}={v:.4f}" for k, v in record.items() if k.startswith("loss_"))
+                + (f", valid {info}" if info else "") + (" (best)" if improved else ""))
             done = config.patience > 0 and bad >= config.patience
             if done and decays_done < config.lr_decays and epoch < config.epochs:
                 optimizer, bad, done = decay_lr(f"no better {config.select_metric} for {bad} evaluations"), 0, False
@@ -250,10 +254,6 @@ def train_model(
                                 {"epoch": epoch, "best": best, "bad_epochs": bad, "train_seconds": elapsed,
                                  "lr_decays_done": decays_done}, rng)
             run.update_manifest(epochs_done=epoch, best=best, train_seconds=round(elapsed, 3))
-            info = f"{config.select_metric} {record['valid'][config.select_metric]:.4f}" if "valid" in record else ""
-            bar.update(epoch_task, advance=1, info=info + (" *" if improved else ""))
-            log(f"epoch {epoch}: " + ", ".join(f"{k}={v:.4f}" for k, v in record.items() if k.startswith("loss_"))
-                + (f", valid {info}" if info else "") + (" (best)" if improved else ""))
             if done:
                 stopped_early = True
                 log(f"early stop: no better {config.select_metric} for {bad} evaluations (best epoch {best['epoch']})")
