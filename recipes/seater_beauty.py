@@ -106,6 +106,8 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--init-tokens", action="store_true",
+                    help="start token embeddings from the tree's item vectors (each node = mean of its items)")
     ap.add_argument("--lr-decays", type=int, default=0,
                     help="on a plateau, back to the best weights with lr x --lr-decay, this many times")
     ap.add_argument("--lr-decay", type=float, default=0.3)
@@ -124,6 +126,8 @@ def main() -> None:
     ap.add_argument("--runs-dir", default="runs")
     ap.add_argument("--data-dir", default=None)
     args = ap.parse_args()
+    if args.init_tokens and not args.vectors:
+        raise SystemExit("--init-tokens needs the tree's item vectors as a file: --vectors FILE.npy")
     torch.set_num_threads(args.threads)
 
     ds = load_dataset("beauty", data_dir=args.data_dir, seed=0)
@@ -136,7 +140,7 @@ def main() -> None:
     losses = ["gen"] + ([] if args.no_align else ["align"]) + ([] if args.no_rank else ["rank"])
     method = args.method or "seater" + ("" if args.tree == "seater" else f"-{args.tree.removeprefix('seater-')}") + (
         "" if args.vector_method == "cf" or args.vectors else f"-{args.vector_method}vec") + ("-no-rank" if args.no_rank else "") + (
-        "-no-align" if args.no_align else "")
+        "-no-align" if args.no_align else "") + ("-vecinit" if args.init_tokens else "")
     index_dir = Path("indexes") / f"beauty__{args.tree}_k{args.k}_{vec_name}"
     index, index_seconds = build_or_load_index(ds, args.tree, vectors, {"k": args.k, "seed": 0}, index_dir)
     vec_source = vec_source or {"cooc64": "PPMI co-occurrence SVD (window 3, 64-d) of training sequences",
@@ -149,6 +153,8 @@ def main() -> None:
         "rank_max_examples": args.rank_max_examples, "eval_max_examples": args.eval_max_examples, "max_steps_per_epoch": args.max_steps_per_epoch,
         "seed": args.seed, "threads": args.threads, "eval_batch_size": 512,
     }
+    if args.init_tokens:
+        train_opts["init_token_vectors"] = str(args.vectors)
     run_dir = Path(args.runs_dir) / f"beauty__{method}__s{args.seed}"
     run_training("beauty", index_dir, run_dir, "seater", {"dropout": args.dropout}, train_opts, {},
                  data_dir=args.data_dir, log=print)

@@ -181,3 +181,23 @@ def test_lr_decay_rejects_a_factor_outside_0_1(setup, tmp_path):
     with pytest.raises(ValueError, match="lr_decay in \\(0, 1\\).*lr_decay=1.5"):
         train_model(m, idx, ds, fz, losses, cfg, tmp_path / "run", log=lambda *_: None)
     assert not (tmp_path / "run").exists()
+
+
+def test_init_token_vectors_are_checked_before_the_run_is_written(setup, tmp_path):
+    ds, idx, fz = setup
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((3, TINY.d_model), dtype=np.float32))
+    cfg = _cfg(epochs=1, init_token_vectors=str(bad))
+    m, losses = _fresh(idx, fz, cfg)
+    with pytest.raises(ArtifactError, match=f"bad.npy: shape \\(3, {TINY.d_model}\\), expected \\[{idx.n_items} items"):
+        train_model(m, idx, ds, fz, losses, cfg, tmp_path / "run", log=lambda *_: None)
+    assert not (tmp_path / "run").exists()
+    good = tmp_path / "good.npy"
+    np.save(good, np.random.default_rng(0).normal(size=(idx.n_items, TINY.d_model)).astype(np.float32))
+    logs = []
+    cfg = _cfg(epochs=1, init_token_vectors=str(good))
+    m, losses = _fresh(idx, fz, cfg)
+    train_model(m, idx, ds, fz, losses, cfg, tmp_path / "run", log=logs.append)
+    assert any(f"{idx.vocab_size:,} identifier-token embeddings start from" in str(x) for x in logs)
+    man = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert man["train_config"]["init_token_vectors"] == str(good)

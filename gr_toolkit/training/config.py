@@ -39,6 +39,9 @@ class TrainConfig:
     #: Cap on optimiser steps per epoch (None = a full pass); for quick runs.
     max_steps_per_epoch: int | None = None
     seed: int = 0
+    #: Item vectors ``.npy`` ``[n_items, d_model]`` to start identifier-token embeddings from (each token
+    #: = the mean vector of the items under it; see ``gr_toolkit.models.vector_init``). None = random.
+    init_token_vectors: str | None = None
     #: ``auto`` = cuda when available, else cpu; or an explicit torch device string.
     device: str = "auto"
     #: torch CPU threads (None = torch default).

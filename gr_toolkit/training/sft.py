@@ -29,6 +29,7 @@ from gr_toolkit.evaluation.metrics import evaluate_rankings
 from gr_toolkit.identifiers.base import ItemIndex
 from gr_toolkit.losses.base import LossContext, decoder_inputs
 from gr_toolkit.models.base import MODELS, GenerativeRetriever
+from gr_toolkit.models.vector_init import init_tokens_from_item_vectors, load_item_vectors
 from gr_toolkit.retrieval.retriever import resolve_device, retrieve_items
 from gr_toolkit.training.config import TrainConfig
 from gr_toolkit.training.run import RunDir, loss_modules
@@ -157,11 +158,16 @@ def train_model(
         return torch.optim.Adam(params, lr=lr, weight_decay=config.weight_decay)
 
     run = RunDir(out_dir)
+    fresh = not (run.exists() and resume)
+    if fresh and config.init_token_vectors:  # read and check before anything is written
+        vectors = load_item_vectors(config.init_token_vectors, index.n_items, model.token_embeddings().shape[1])
+        n_set = init_tokens_from_item_vectors(model, index, vectors)
+        log(f"{n_set:,} identifier-token embeddings start from {config.init_token_vectors}")
     model_cfg = dataclasses.asdict(model.config) if dataclasses.is_dataclass(getattr(model, "config", None)) else {}
     train_cfg = dataclasses.asdict(config)
     fingerprint = dataset.catalog.fingerprint()
     start_epoch, best, bad, elapsed = 0, None, 0, 0.0
-    if run.exists() and resume:
+    if not fresh:
         man = run.read_manifest()
         man["_path"] = str(run.path)
         _check_resumable(man, model_name, model_cfg, train_cfg, fingerprint)

@@ -1,0 +1,77 @@
+"""Start identifier-token embeddings from item vectors (e.g. the SASRec vectors the tree was built from).
+
+Every token of a code index stands for the set of items whose identifier contains it: a leaf for one
+item, a tree node or an RQ code for many. Its starting embedding is the mean vector of that set, so
+the decoder begins where the vectors already separate items instead of from noise; with SEATER's
+shared leaf embeddings the encoder's item embeddings start from the same vectors. Rows are rescaled,
+level by level, to the spread of the table's random init so the model's input scaling still holds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gr_toolkit.artifacts import ArtifactError
+
+
+def load_item_vectors(path: str | Path, n_items: int, dim: int) -> np.ndarray:
+    """Read ``[n_items, dim]`` float vectors from ``.npy``, or fail naming the file and what is wrong."""
+    p = Path(path)
+    if not p.exists():
+        raise ArtifactError(f"item vectors {p} do not exist")
+    try:
+        vec = np.load(p, allow_pickle=False)
+    except ValueError as e:
+        raise ArtifactError(f"item vectors {p}: not a numeric .npy array ({e})") from e
+    if vec.ndim != 2 or vec.shape[0] != n_items:
+        raise ArtifactError(f"item vectors {p}: shape {vec.shape}, expected [{n_items} items, {dim}]")
+    if vec.shape[1] != dim:
+        raise ArtifactError(f"item vectors {p}: {vec.shape[1]}-d, but the model's token embeddings are {dim}-d")
+    bad = ~np.isfinite(vec).all(1)
+    if bad.any():
+        raise ArtifactError(f"item vectors {p}: {int(bad.sum())} rows with NaN/inf (first: item {int(bad.argmax())})")
+    return vec.astype(np.float32)
+
+
+def token_mean_vectors(codes: np.ndarray, vocab_size: int, item_vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean item vector per token over the items whose code contains it, and which tokens have any."""
+    n, length = codes.shape
+    flat = codes.reshape(-1)
+    owner = np.repeat(np.arange(n), length)
+    keep = flat >= 0
+    sums = np.zeros((vocab_size, item_vectors.shape[1]), dtype=np.float64)
+    np.add.at(sums, flat[keep], item_vectors[owner[keep]])
+    counts = np.bincount(flat[keep], minlength=vocab_size)
+    has = counts > 0
+    sums[has] /= counts[has, None]
+    return sums.astype(np.float32), has
+
+
+def init_tokens_from_item_vectors(model: Any, index: Any, item_vectors: np.ndarray) -> int:
+    """Overwrite the identifier rows of ``model.token_embeddings()`` in place; return how many were set."""
+    codes = getattr(index, "codes", None)
+    if codes is None:
+        raise ValueError(f"{index.scheme!r} identifiers are not fixed per item (no codes): "
+                         "initialising tokens from item vectors needs a code index (seater, rq)")
+    table = model.token_embeddings()
+    if table.shape[1] != item_vectors.shape[1]:
+        raise ValueError(f"item vectors are {item_vectors.shape[1]}-d, token embeddings {table.shape[1]}-d")
+    rows, has = token_mean_vectors(np.asarray(codes), int(index.vocab_size), item_vectors)
+    level = np.asarray(getattr(index, "token_level", np.zeros(index.vocab_size, dtype=np.int64)))
+    with torch.no_grad():
+        target_std = float(table[: index.vocab_size].std())
+        out = torch.from_numpy(rows)
+        for lv in np.unique(level[has]):
+            sel = torch.from_numpy(np.flatnonzero(has & (level == lv)))
+            block = out[sel]
+            if len(sel) > 1:  # the level's shared direction says nothing about any one token
+                block = block - block.mean(0)
+            spread = float(block.std())
+            out[sel] = block * (target_std / spread) if spread > 0 else block
+        sel = torch.from_numpy(np.flatnonzero(has))
+        table[sel] = out[sel].to(table.dtype).to(table.device)
+    return int(has.sum())
