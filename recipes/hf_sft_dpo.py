@@ -42,7 +42,7 @@ from gr_toolkit.evaluation.results import current_command, device_name, result_r
 from gr_toolkit.identifiers.base import load_index
 from gr_toolkit.models.hf_causal import CausalRetrieverConfig, HFCausalRetriever
 from gr_toolkit.models.hf_seq2seq import HFSeq2SeqRetriever, T5RetrieverConfig
-from gr_toolkit.retrieval.retriever import retrieve_items
+from gr_toolkit.retrieval.retriever import resolve_device, retrieve_items
 from gr_toolkit.training.dpo import DPOTrainConfig, build_pairs, train_preferences
 from gr_toolkit.training.hf_sft import HFSFTConfig, train_sft
 
@@ -62,8 +62,9 @@ def build_model(name: str, index, featurizer, seed: int):
     raise SystemExit(f"unknown model {name!r}; use t5 and/or causal")
 
 
-def evaluate(model, index, featurizer, examples, buckets, beam: int, batch_size: int) -> dict:
-    items, _ = retrieve_items(model, index, featurizer, examples, top_k=max(KS), beam_size=beam, batch_size=batch_size)
+def evaluate(model, index, featurizer, examples, buckets, beam: int, batch_size: int, device: str = "cpu") -> dict:
+    items, _ = retrieve_items(model, index, featurizer, examples, top_k=max(KS), beam_size=beam, batch_size=batch_size,
+                              device=device)
     return evaluate_rankings(items, examples.targets, KS, buckets=buckets)
 
 
@@ -86,12 +87,14 @@ def main() -> None:
     ap.add_argument("--text-vocab", type=int, default=4000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | auto (training and decoding)")
     ap.add_argument("--out", default="eval/results")
     ap.add_argument("--no-sft-control", dest="sft_control", action="store_false",
                     help="skip the control: SFT continued for the DPO steps")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = str(resolve_device(args.device))
     index_dirs = dict(x.split("=", 1) for x in args.index)
     command = current_command()
     records = []
@@ -113,16 +116,16 @@ def main() -> None:
             model = build_model(model_name, index, fz, args.seed)
             losses = args.t5_losses if model_name == "t5" else "gen"
             sft_cfg = HFSFTConfig(losses=losses, max_steps=args.sft_steps, batch_size=args.batch_size, lr=args.sft_lr,
-                                  seed=args.seed, device="cpu", log_every=100, progress=True)
+                                  seed=args.seed, device=device, log_every=100, progress=True)
             sft = train_sft(model, index, fz, ds.train, sft_cfg, out_dir=f"runs/hf_sft_dpo/{name}_{model_name}_sft")
             t0 = time.time()
-            m_sft = evaluate(model, index, fz, test, buckets, args.beam, 128)
+            m_sft = evaluate(model, index, fz, test, buckets, args.beam, 128, device)
             eval_s = time.time() - t0
             print(f"  {model_name} SFT ({sft['steps']} steps, {sft['train_seconds']:.0f} s): "
                   f"recall@10 {m_sft['all']['recall@10']:.4f} (eval {eval_s:.0f} s)", flush=True)
             control = copy.deepcopy(model) if args.sft_control else None
             dpo_cfg = DPOTrainConfig(beta=args.dpo_beta, max_steps=args.dpo_steps, batch_size=args.batch_size,
-                                     lr=args.dpo_lr, sft_weight=args.dpo_sft_weight, seed=args.seed, device="cpu",
+                                     lr=args.dpo_lr, sft_weight=args.dpo_sft_weight, seed=args.seed, device=device,
                                      pairs="graded,mined", mine_beam=args.beam, mine_max_examples=args.mine_examples,
                                      progress=True, log_every=50)
             t0 = time.time()
@@ -130,7 +133,7 @@ def main() -> None:
             pair_s = time.time() - t0
             dpo = train_preferences(model, index, fz, ds.train, pairs, dpo_cfg,
                                     out_dir=f"runs/hf_sft_dpo/{name}_{model_name}_dpo")
-            m_dpo = evaluate(model, index, fz, test, buckets, args.beam, 128)
+            m_dpo = evaluate(model, index, fz, test, buckets, args.beam, 128, device)
             print(f"  {model_name} DPO ({len(pairs):,} pairs: {pairs.source}, {dpo['n_pairs']:,} used, {dpo['steps']} steps, "
                   f"{dpo['train_seconds']:.0f} s): recall@10 {m_dpo['all']['recall@10']:.4f}", flush=True)
             if control is not None:
@@ -139,12 +142,12 @@ def main() -> None:
                 ctl_cfg = dataclasses.replace(sft_cfg, max_steps=dpo["steps"], lr=args.dpo_lr, seed=args.seed + 1)
                 ctl = train_sft(control, index, fz, ds.train, ctl_cfg,
                                 out_dir=f"runs/hf_sft_dpo/{name}_{model_name}_sft_control")
-                m_ctl = evaluate(control, index, fz, test, buckets, args.beam, 128)
+                m_ctl = evaluate(control, index, fz, test, buckets, args.beam, 128, device)
                 print(f"  {model_name} SFT control (+{ctl['steps']} SFT steps at lr {args.dpo_lr}): "
                       f"recall@10 {m_ctl['all']['recall@10']:.4f}", flush=True)
                 del control
             common = dict(dataset=name, protocol=ds.protocol, split="test", seed=args.seed, bucketing=ds.bucketing,
-                          n_examples=len(test), device=device_name("cpu"), command=command,
+                          n_examples=len(test), device=device_name(device), command=command,
                           index={"dir": index_dirs[name], "scheme": index.scheme, "n_items": index.n_items,
                                  "vocab_size": index.vocab_size, "max_length": index.max_length},
                           model=model_name, model_config=dict(model.config.__dict__),

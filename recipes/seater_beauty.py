@@ -174,6 +174,8 @@ def main() -> None:
         "Model selection on a fixed random subset of the validation users (`validation_subset`), never on test.",
         "Published/reference (same split): TIGER R@5 .0454, R@10 .0648, NDCG@10 .0384; authors' SEATER code "
         "(H100) R@10 .0582, NDCG@10 .0302, R@50 .1473.",
+        "How each row was trained and what it shows (kept by hand, not rewritten by this recipe): "
+        "[beauty__seater_notes.md](beauty__seater_notes.md).",
     ])
 
 

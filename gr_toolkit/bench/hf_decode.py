@@ -85,22 +85,26 @@ def _valid(seqs: np.ndarray, index: CodeIndex) -> tuple[int, int]:
     return ok, len(flat)
 
 
-def _median_time(fn: Any, repeats: int) -> float:
+def _median_time(fn: Any, repeats: int, device: torch.device | None = None) -> float:
+    sync = torch.cuda.synchronize if device is not None and device.type == "cuda" else (lambda: None)
     fn()  # warm-up
+    sync()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
+        sync()  # CUDA runs asynchronously: time the finished work
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
 
 @torch.no_grad()
 def bench_model(model: Any, index: CodeIndex, batches: list[SourceBatch], beam: int, repeats: int,
-                prefix_trie_for: Any) -> dict[str, Any]:
+                prefix_trie_for: Any, device: torch.device | None = None) -> dict[str, Any]:
     from gr_toolkit.decoding.beam_search import beam_search
 
-    constraint = index.constraint()
+    device = device or torch.device("cpu")
+    constraint = index.constraint(device)
     steps = constraint.max_steps
     n_queries = sum(len(b) for b in batches)
     out: dict[str, Any] = {}
@@ -110,30 +114,30 @@ def bench_model(model: Any, index: CodeIndex, batches: list[SourceBatch], beam: 
         top1["unified"], seqs = [], []
         for b in batches:
             res = beam_search(model, constraint, b, beam)
-            seqs.append(res.tokens.numpy())
-            top1["unified"].append(res.tokens[:, 0].numpy())
+            seqs.append(res.tokens.cpu().numpy())
+            top1["unified"].append(seqs[-1][:, 0])
         out["unified_seqs"] = seqs
 
     def processor() -> None:
         top1["processor"], seqs = [], []
         for b in batches:
             s, _ = model.generate_constrained(b, beam, steps, logits_processor=[model.constraint_processor(constraint, b)])
-            seqs.append(s.numpy())
-            top1["processor"].append(s[:, 0].numpy())
+            seqs.append(s.cpu().numpy())
+            top1["processor"].append(seqs[-1][:, 0])
         out["processor_seqs"] = seqs
 
     def prefix_fn() -> None:
         top1["prefix_fn"], seqs = [], []
         for b in batches:
             s, _ = model.generate_constrained(b, beam, steps, prefix_allowed_tokens_fn=prefix_trie_for(b))
-            seqs.append(s.numpy())
-            top1["prefix_fn"].append(s[:, 0].numpy())
+            seqs.append(s.cpu().numpy())
+            top1["prefix_fn"].append(seqs[-1][:, 0])
         out["prefix_seqs"] = seqs
 
     routes = {"unified": unified, "generate+processor": processor, "generate+prefix_fn": prefix_fn}
     result: dict[str, Any] = {"routes": {}}
     for name, fn in routes.items():
-        sec = _median_time(fn, repeats)
+        sec = _median_time(fn, repeats, device)
         key = {"unified": "unified_seqs", "generate+processor": "processor_seqs", "generate+prefix_fn": "prefix_seqs"}[name]
         valid = [_valid(s, index) for s in out[key]]
         result["routes"][name] = {
@@ -159,7 +163,8 @@ def bench_model(model: Any, index: CodeIndex, batches: list[SourceBatch], beam: 
     return result
 
 
-def constraint_overhead(index: CodeIndex, beam: int, batch: int, repeats: int, seed: int = 0) -> dict[str, Any]:
+def constraint_overhead(index: CodeIndex, beam: int, batch: int, repeats: int, seed: int = 0,
+                        device: torch.device | None = None) -> dict[str, Any]:
     """The constraint's own cost per decoding step, model excluded, for ``batch * beam`` rows.
 
     Rows hold prefixes of real identifiers (as beams do); for each step ``t`` we time (a) the unified
@@ -171,22 +176,23 @@ def constraint_overhead(index: CodeIndex, beam: int, batch: int, repeats: int, s
 
     from gr_toolkit.decoding.logits_processor import ConstraintLogitsProcessor
 
-    constraint = index.constraint()
+    device = device or torch.device("cpu")
+    constraint = index.constraint(device)
     n = batch * beam
     rng = np.random.default_rng(seed)
     items = rng.integers(0, index.n_items, n)
-    codes = torch.from_numpy(index.codes[items])
+    codes = torch.from_numpy(index.codes[items]).to(device)
     bos = index.bos_id
     vocab = index.decoder_vocab_size
     ours = ConstraintLogitsProcessor(constraint, np.arange(index.vocab_size), eos_token_id=index.eos_id, prefix_length=1)
     trie = PrefixTrie(index.codes, index.lengths, np.arange(index.vocab_size), index.eos_id, 1)
     theirs = PrefixConstrainedLogitsProcessor(trie, beam)
-    scores = torch.randn(n, vocab)
+    scores = torch.randn(n, vocab, device=device)
     steps = constraint.max_steps
-    inputs = [torch.cat([torch.full((n, 1), bos), codes[:, :t]], dim=1) for t in range(steps)]
+    inputs = [torch.cat([torch.full((n, 1), bos, device=device), codes[:, :t]], dim=1) for t in range(steps)]
 
     def unified() -> None:
-        states = constraint.start(n)
+        states = constraint.start(n, device)
         for t in range(steps):
             constraint.candidates(states)
             states = constraint.advance(states, codes[:, t])
@@ -199,7 +205,7 @@ def constraint_overhead(index: CodeIndex, beam: int, batch: int, repeats: int, s
         for x in inputs:
             theirs(x, scores)
 
-    out = {name: _median_time(fn, repeats) for name, fn in
+    out = {name: _median_time(fn, repeats, device) for name, fn in
            {"unified (candidates+advance)": unified, "ConstraintLogitsProcessor": processor,
             "prefix_allowed_tokens_fn": prefix_fn}.items()}
     ref = out["prefix_allowed_tokens_fn"]
@@ -225,13 +231,18 @@ def command(
     repeats: int = typer.Option(3),
     threads: int = typer.Option(0, help="torch threads (0 = torch default)"),
     seed: int = typer.Option(0),
+    device: str = typer.Option("cpu", help="cpu | cuda | cuda:N | auto (models, inputs and constraints)"),
     out: Path = typer.Option(Path("eval/bench/hf_decode.json"), help="result JSON"),
 ) -> None:
     """HF constrained decoding: unified beam search and generate+LogitsProcessor vs prefix_allowed_tokens_fn."""
     from gr_toolkit.evaluation.results import current_command, device_name
     from gr_toolkit.models.hf_causal import CausalRetrieverConfig, HFCausalRetriever
     from gr_toolkit.models.hf_seq2seq import HFSeq2SeqRetriever, T5RetrieverConfig
+    from gr_toolkit.retrieval.retriever import resolve_device
 
+    dev = resolve_device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise typer.BadParameter(f"--device {device}: CUDA is not available on this machine")
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -243,8 +254,8 @@ def command(
         lens = torch.randint(source_len // 2, source_len + 1, (n,), generator=gen)
         mask = torch.arange(source_len)[None, :] < lens[:, None]
         toks = torch.randint(4, source_vocab, (n, source_len), generator=gen).masked_fill(~mask, 0)
-        batches.append(SourceBatch(toks, mask, "query"))
-    overhead = constraint_overhead(index, beam, overhead_batch, max(repeats, 3), seed)
+        batches.append(SourceBatch(toks, mask, "query").to(dev))
+    overhead = constraint_overhead(index, beam, overhead_batch, max(repeats, 3), seed, dev)
     typer.echo(f"constraint only ({overhead['rows']} rows x {overhead['steps']} steps): {overhead['seconds_per_decode']} "
                f"-> x{overhead['speedup_vs_prefix_fn']}")
     results = {}
@@ -252,15 +263,15 @@ def command(
         if name == "t5":
             cfg: Any = T5RetrieverConfig(dropout=0.0, seed=seed)
             model = HFSeq2SeqRetriever(cfg, index.decoder_vocab_size, source_vocab, "query",
-                                       index.token_parent, index.token_level).eval()
+                                       index.token_parent, index.token_level).eval().to(dev)
 
             def trie_for(b: SourceBatch, m=model) -> PrefixTrie:
                 return PrefixTrie(index.codes, index.lengths, np.arange(index.vocab_size), m.eos_id, 1)
         elif name == "causal":
             cfg = CausalRetrieverConfig(seed=seed)
             model = HFCausalRetriever(cfg, index.decoder_vocab_size, source_vocab, "query",
-                                      index.token_parent, index.token_level).eval()
-            tmap = model.token_map.numpy()
+                                      index.token_parent, index.token_level).eval().to(dev)
+            tmap = model.token_map.cpu().numpy()
             eos = int(tmap[model.eos_id])
             tries: dict[int, PrefixTrie] = {}
 
@@ -271,7 +282,7 @@ def command(
                 return tries[width]
         else:
             raise typer.BadParameter(f"unknown model {name!r}; use t5 and/or causal")
-        r = bench_model(model, index, batches, beam, repeats, trie_for)
+        r = bench_model(model, index, batches, beam, repeats, trie_for, dev)
         r["model"] = {"name": name, **cfg.__dict__, "parameters": int(sum(p.numel() for p in model.parameters()))}
         results[name] = r
         line = ", ".join(f"{k} {v['queries_per_second']} q/s" + (f" (x{v['speedup_vs_prefix_fn']})" if "speedup_vs_prefix_fn" in v else "")
@@ -288,7 +299,7 @@ def command(
         "results": results,
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
-        "device": device_name("cpu"),
+        "device": device_name(dev),
         "cpu": platform.processor() or platform.machine(),
         "torch": torch.__version__,
         "transformers": __import__("transformers").__version__,
