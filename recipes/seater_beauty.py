@@ -117,6 +117,8 @@ def main() -> None:
     ap.add_argument("--rank-beta", type=float, default=0.001)
     ap.add_argument("--rank-max-examples", type=int, default=None, help="rows per batch for the ranking loss")
     ap.add_argument("--dropout", type=float, default=0.2)
+    ap.add_argument("--layers", type=int, default=1, help="encoder and decoder layers (paper: 1)")
+    ap.add_argument("--select-metric", default="recall@10", help="validation metric for model selection")
     ap.add_argument("--eval-max-examples", type=int, default=5000, help="validation subset for model selection")
     ap.add_argument("--max-steps-per-epoch", type=int, default=None)
     ap.add_argument("--beam", type=int, default=50)
@@ -151,12 +153,12 @@ def main() -> None:
         "lr": args.lr, "lr_decays": args.lr_decays, "lr_decay": args.lr_decay, "weight_decay": args.weight_decay, "align_weight": args.align_weight,
         "rank_weight": args.rank_weight, "rank_beta": args.rank_beta, "eval_beam": args.beam,
         "rank_max_examples": args.rank_max_examples, "eval_max_examples": args.eval_max_examples, "max_steps_per_epoch": args.max_steps_per_epoch,
-        "seed": args.seed, "threads": args.threads, "eval_batch_size": 512,
+        "seed": args.seed, "threads": args.threads, "eval_batch_size": 512, "select_metric": args.select_metric,
     }
     if args.init_tokens:
         train_opts["init_token_vectors"] = str(args.vectors)
     run_dir = Path(args.runs_dir) / f"beauty__{method}__s{args.seed}"
-    run_training("beauty", index_dir, run_dir, "seater", {"dropout": args.dropout}, train_opts, {},
+    run_training("beauty", index_dir, run_dir, "seater", {"dropout": args.dropout, "layers": args.layers}, train_opts, {},
                  data_dir=args.data_dir, log=print)
     record = evaluate_run(run_dir, ds, method, (1, 5, 10, 20, 50, 100), args.beam, args.seed, {
         "index": str(index_dir), "index_scheme": args.tree, "k": args.k, "vectors": vec_source,
