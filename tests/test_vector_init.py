@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from gr_toolkit.artifacts import ArtifactError
 from gr_toolkit.data.featurize import FeaturizerConfig, SourceFeaturizer
 from gr_toolkit.data.synthetic import make_synthetic
 from gr_toolkit.models.seater import SeaterConfig, SeaterModel
 from gr_toolkit.models.vector_init import init_tokens_from_item_vectors, load_item_vectors, token_mean_vectors
+from gr_toolkit.vectors.io import VectorError
 from tests.seater_helpers import binary_tree_index
 
 
@@ -54,14 +54,14 @@ def test_init_keeps_the_geometry_of_the_vectors_and_the_init_scale(model_and_ind
 def test_bad_vector_files_are_refused_with_the_problem_named(tmp_path):
     p = tmp_path / "v.npy"
     np.save(p, np.zeros((5, 4), dtype=np.float32))
-    with pytest.raises(ArtifactError, match=r"shape \(5, 4\), expected \[8 items"):
+    with pytest.raises(VectorError, match="v.npy: 5 rows but the catalog has 8 items"):
         load_item_vectors(p, 8, 4)
-    with pytest.raises(ArtifactError, match="4-d, but the model's token embeddings are 8-d"):
+    with pytest.raises(VectorError, match="4-d vectors, but the model's token embeddings are 8-d"):
         load_item_vectors(p, 5, 8)
     bad = np.zeros((5, 4), dtype=np.float32)
     bad[3, 1] = np.nan
     np.save(p, bad)
-    with pytest.raises(ArtifactError, match="1 rows with NaN/inf \\(first: item 3\\)"):
+    with pytest.raises(VectorError, match="1 non-finite value.*row 3, column 1"):
         load_item_vectors(p, 5, 4)
-    with pytest.raises(ArtifactError, match="do not exist"):
+    with pytest.raises(VectorError, match="not found"):
         load_item_vectors(tmp_path / "missing.npy", 5, 4)

@@ -15,26 +15,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from gr_toolkit.artifacts import ArtifactError
+from gr_toolkit.data.types import Catalog
+from gr_toolkit.vectors.io import VectorError, load_vectors, validate_vectors
 
 
-def load_item_vectors(path: str | Path, n_items: int, dim: int) -> np.ndarray:
-    """Read ``[n_items, dim]`` float vectors from ``.npy``, or fail naming the file and what is wrong."""
-    p = Path(path)
-    if not p.exists():
-        raise ArtifactError(f"item vectors {p} do not exist")
-    try:
-        vec = np.load(p, allow_pickle=False)
-    except ValueError as e:
-        raise ArtifactError(f"item vectors {p}: not a numeric .npy array ({e})") from e
-    if vec.ndim != 2 or vec.shape[0] != n_items:
-        raise ArtifactError(f"item vectors {p}: shape {vec.shape}, expected [{n_items} items, {dim}]")
+def load_item_vectors(path: str | Path, n_items: int, dim: int, catalog: Catalog | None = None) -> np.ndarray:
+    """Read ``[n_items, dim]`` vectors (``gr_toolkit.vectors.io`` checks, plus the model's width)."""
+    vec = validate_vectors(load_vectors(path, catalog), n_items, where=str(path))
     if vec.shape[1] != dim:
-        raise ArtifactError(f"item vectors {p}: {vec.shape[1]}-d, but the model's token embeddings are {dim}-d")
-    bad = ~np.isfinite(vec).all(1)
-    if bad.any():
-        raise ArtifactError(f"item vectors {p}: {int(bad.sum())} rows with NaN/inf (first: item {int(bad.argmax())})")
-    return vec.astype(np.float32)
+        raise VectorError(f"{path}: {vec.shape[1]}-d vectors, but the model's token embeddings are {dim}-d")
+    return vec
 
 
 def token_mean_vectors(codes: np.ndarray, vocab_size: int, item_vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -160,7 +160,8 @@ def train_model(
     run = RunDir(out_dir)
     fresh = not (run.exists() and resume)
     if fresh and config.init_token_vectors:  # read and check before anything is written
-        vectors = load_item_vectors(config.init_token_vectors, index.n_items, model.token_embeddings().shape[1])
+        vectors = load_item_vectors(config.init_token_vectors, index.n_items, model.token_embeddings().shape[1],
+                                    dataset.catalog)
         n_set = init_tokens_from_item_vectors(model, index, vectors)
         log(f"{n_set:,} identifier-token embeddings start from {config.init_token_vectors}")
     model_cfg = dataclasses.asdict(model.config) if dataclasses.is_dataclass(getattr(model, "config", None)) else {}
