@@ -123,7 +123,7 @@ def main() -> None:
             eval_s = time.time() - t0
             print(f"  {model_name} SFT ({sft['steps']} steps, {sft['train_seconds']:.0f} s): "
                   f"recall@10 {m_sft['all']['recall@10']:.4f} (eval {eval_s:.0f} s)", flush=True)
-            control = copy.deepcopy(model) if args.sft_control else None
+            control = copy.deepcopy(model) if args.sft_control else None  # the SFT weights, before DPO
             dpo_cfg = DPOTrainConfig(beta=args.dpo_beta, max_steps=args.dpo_steps, batch_size=args.batch_size,
                                      lr=args.dpo_lr, sft_weight=args.dpo_sft_weight, seed=args.seed, device=device,
                                      pairs="graded,mined", mine_beam=args.beam, mine_max_examples=args.mine_examples,
@@ -145,7 +145,6 @@ def main() -> None:
                 m_ctl = evaluate(control, index, fz, test, buckets, args.beam, 128, device)
                 print(f"  {model_name} SFT control (+{ctl['steps']} SFT steps at lr {args.dpo_lr}): "
                       f"recall@10 {m_ctl['all']['recall@10']:.4f}", flush=True)
-                del control
             common = dict(dataset=name, protocol=ds.protocol, split="test", seed=args.seed, bucketing=ds.bucketing,
                           n_examples=len(test), device=device_name(device), command=command,
                           index={"dir": index_dirs[name], "scheme": index.scheme, "n_items": index.n_items,
@@ -171,7 +170,7 @@ def main() -> None:
                                          "last_loss": dpo["history"][-1]["loss"] if dpo["history"] else None},
                                     **common)
             stage_recs = [rec_sft, rec_dpo]
-            if args.sft_control:
+            if control is not None:
                 stage_recs.insert(1, result_record(
                     method=f"hf-{model_name}-sft-control", metrics=m_ctl,
                     train_seconds=sft["train_seconds"] + ctl["train_seconds"], stage="sft+control",
