@@ -112,6 +112,8 @@ def main() -> None:
                     help="on a plateau, back to the best weights with lr x --lr-decay, this many times")
     ap.add_argument("--lr-decay", type=float, default=0.3)
     ap.add_argument("--weight-decay", type=float, default=1e-6)
+    ap.add_argument("--ema-decay", type=float, default=0.0,
+                    help="validate/select/save an exponential moving average of the weights (e.g. 0.999; 0 = off)")
     ap.add_argument("--align-weight", type=float, default=0.05)
     ap.add_argument("--rank-weight", type=float, default=0.05)
     ap.add_argument("--rank-beta", type=float, default=0.001)
@@ -150,7 +152,7 @@ def main() -> None:
 
     train_opts = {
         "losses": ",".join(losses), "epochs": args.epochs, "patience": args.patience, "batch_size": args.batch_size,
-        "lr": args.lr, "lr_decays": args.lr_decays, "lr_decay": args.lr_decay, "weight_decay": args.weight_decay, "align_weight": args.align_weight,
+        "lr": args.lr, "lr_decays": args.lr_decays, "lr_decay": args.lr_decay, "weight_decay": args.weight_decay, "ema_decay": args.ema_decay, "align_weight": args.align_weight,
         "rank_weight": args.rank_weight, "rank_beta": args.rank_beta, "eval_beam": args.beam,
         "rank_max_examples": args.rank_max_examples, "eval_max_examples": args.eval_max_examples, "max_steps_per_epoch": args.max_steps_per_epoch,
         "seed": args.seed, "threads": args.threads, "eval_batch_size": 512, "select_metric": args.select_metric,

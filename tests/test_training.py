@@ -201,3 +201,58 @@ def test_init_token_vectors_are_checked_before_the_run_is_written(setup, tmp_pat
     assert any(f"{idx.vocab_size:,} identifier-token embeddings start from" in str(x) for x in logs)
     man = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert man["train_config"]["init_token_vectors"] == str(good)
+
+
+def test_weight_average_matches_a_hand_computed_ema_and_swaps_back():
+    from gr_toolkit.training.ema import WeightAverage
+
+    p = torch.nn.Parameter(torch.tensor([0.0, 2.0]))
+    ema = WeightAverage([("p", p)], decay=0.5)
+    with torch.no_grad():
+        p.copy_(torch.tensor([1.0, 1.0]))
+    ema.update()  # warm-up decay min(0.5, 1/10) = 0.1: shadow = 0.1 * [0, 2] + 0.9 * [1, 1]
+    torch.testing.assert_close(ema.shadow[0], torch.tensor([0.9, 1.1]))
+    for _ in range(20):  # past the warm-up the decay is 0.5; the shadow converges to the fixed weights
+        ema.update()
+    assert ema.current_decay() == 0.5
+    torch.testing.assert_close(ema.shadow[0], torch.tensor([1.0, 1.0]), atol=1e-5, rtol=0)
+    with torch.no_grad():
+        p.copy_(torch.tensor([3.0, 5.0]))
+    with ema.averaged():
+        torch.testing.assert_close(p.detach(), torch.tensor([1.0, 1.0]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(p.detach(), torch.tensor([3.0, 5.0]))  # raw weights back after the block
+    with pytest.raises(ValueError, match="ema_decay must be in \\(0, 1\\).*1.5"):
+        WeightAverage([("p", p)], decay=1.5)
+
+
+def test_ema_run_saves_the_average_and_resumes_it_exactly(setup, tmp_path, monkeypatch):
+    import itertools
+
+    from safetensors.torch import load_file
+
+    ds, idx, fz = setup
+    rising = itertools.count(1)  # every epoch is a new best, so the best model is the last epoch's
+    monkeypatch.setattr("gr_toolkit.training.sft.validate_model", lambda *a, **k: {"recall@10": next(rising) / 100})
+    cfg2 = _cfg(patience=0, ema_decay=0.9)
+    m_full, l_full = _fresh(idx, fz, cfg2)
+    train_model(m_full, idx, ds, fz, l_full, cfg2, tmp_path / "full", log=lambda *_: None)
+    m1, l1 = _fresh(idx, fz, cfg2)
+    train_model(m1, idx, ds, fz, l1, _cfg(epochs=1, patience=0, ema_decay=0.9), tmp_path / "part", log=lambda *_: None)
+    m2, l2 = _fresh(idx, fz, cfg2, seed=5)
+    train_model(m2, idx, ds, fz, l2, cfg2, tmp_path / "part", log=lambda *_: None)
+    full_ck = tmp_path / "full" / "checkpoint"
+    raw, avg = load_file(str(full_ck / "model.safetensors")), load_file(str(full_ck / "ema.safetensors"))
+    assert set(avg) >= {f"model.{k}" for k in raw}
+    # the average is not the raw weights, and the best model on disk (epoch 2) is the average, not the raw weights
+    assert any(not torch.allclose(raw[k], avg[f"model.{k}"]) for k in raw)
+    best = load_file(str(tmp_path / "full" / "model.safetensors"))
+    for k in raw:
+        torch.testing.assert_close(best[k], avg[f"model.{k}"])
+    # stopping after epoch 1 and resuming continues the same average
+    part_avg = load_file(str(tmp_path / "part" / "checkpoint" / "ema.safetensors"))
+    for k in avg:
+        torch.testing.assert_close(avg[k], part_avg[k], atol=1e-6, rtol=1e-5)
+    # a different decay is a different run
+    m3, l3 = _fresh(idx, fz, cfg2)
+    with pytest.raises(ArtifactError, match="ema_decay"):
+        train_model(m3, idx, ds, fz, l3, _cfg(patience=0, ema_decay=0.99), tmp_path / "part", log=lambda *_: None)

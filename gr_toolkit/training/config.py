@@ -27,6 +27,9 @@ class TrainConfig:
     #: 0 decays = plain early stopping. Raising ``lr_decays`` on a finished run continues it.
     lr_decay: float = 0.3
     lr_decays: int = 0
+    #: Exponential moving average of the weights (e.g. 0.999): the average is what is validated, selected
+    #: and saved; 0 = off (the raw weights).
+    ema_decay: float = 0.0
     #: Validation metric for model selection, e.g. ``recall@10`` or ``ndcg@10``.
     select_metric: str = "recall@10"
     eval_every: int = 1

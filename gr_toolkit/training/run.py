@@ -214,8 +214,12 @@ class RunDir:
         optimizer: torch.optim.Optimizer,
         state: dict[str, Any],
         rng: np.random.Generator,
+        ema: dict[str, torch.Tensor] | None = None,
     ) -> None:
-        """Write the last-epoch checkpoint into a fresh directory and swap it in atomically."""
+        """Write the last-epoch checkpoint into a fresh directory and swap it in atomically.
+
+        ``ema``: the running weight average (``WeightAverage.state_tensors``), when training keeps one.
+        """
         tmp = self.path / ".checkpoint.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -229,6 +233,8 @@ class RunDir:
             for i, s in enumerate(torch.cuda.get_rng_state_all()):
                 rng_tensors[f"cuda{i}"] = s
         save_file(rng_tensors, str(tmp / "rng.safetensors"))
+        if ema is not None:
+            save_file(ema, str(tmp / "ema.safetensors"))
         full = {**state, "optimizer": opt_meta, "numpy_rng": rng.bit_generator.state}
         (tmp / "state.json").write_text(json.dumps(full, indent=2))
         old = self.path / ".checkpoint.old"
@@ -237,6 +243,12 @@ class RunDir:
             os.replace(self.checkpoint, old)
         os.replace(tmp, self.checkpoint)
         shutil.rmtree(old, ignore_errors=True)
+
+    def load_checkpoint_ema(self, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        path = self.checkpoint / "ema.safetensors"
+        if not path.exists():
+            raise ArtifactError(f"{self.checkpoint}: ema.safetensors is missing (the run was trained without ema_decay)")
+        return load_file(str(path), device=str(device))
 
     def has_checkpoint(self) -> bool:
         return (self.checkpoint / "state.json").exists()

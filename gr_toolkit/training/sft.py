@@ -15,6 +15,7 @@ import dataclasses
 import random
 import time
 from collections import defaultdict
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from gr_toolkit.models.base import MODELS, GenerativeRetriever
 from gr_toolkit.models.vector_init import init_tokens_from_item_vectors, load_item_vectors
 from gr_toolkit.retrieval.retriever import resolve_device, retrieve_items
 from gr_toolkit.training.config import TrainConfig
+from gr_toolkit.training.ema import WeightAverage
 from gr_toolkit.training.run import RunDir, loss_modules
 from gr_toolkit.training.targets import targets_for
 
@@ -145,6 +147,10 @@ def train_model(
         raise ValueError(f"lr_decays must be >= 0 and lr_decay in (0, 1); got lr_decays={config.lr_decays}, "
                          f"lr_decay={config.lr_decay}")
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    ema = (WeightAverage([(f"model.{n}", p) for n, p in model.named_parameters()]
+                         + [(f"losses.{n}", p) for n, p in loss_mods.named_parameters()], config.ema_decay)
+           if config.ema_decay else None)
+    averaged = ema.averaged if ema is not None else nullcontext
     decays_done = 0
 
     def decay_lr(reason: str) -> torch.optim.Optimizer:
@@ -153,6 +159,8 @@ def train_model(
         decays_done += 1
         lr = config.lr * config.lr_decay ** decays_done
         run.load_best(model, device, loss_mods)
+        if ema is not None:  # the best weights are an average already: start a new one from them
+            ema.reset()
         log(f"{reason}: back to the best weights (epoch {best['epoch']}), lr {lr:.3g} "
             f"(decay {decays_done}/{config.lr_decays})")
         return torch.optim.Adam(params, lr=lr, weight_decay=config.weight_decay)
@@ -176,6 +184,8 @@ def train_model(
             state = run.load_checkpoint(model, loss_mods, optimizer, rng, device)
             start_epoch, best, bad, elapsed = state["epoch"], state["best"], state["bad_epochs"], state["train_seconds"]
             decays_done = state.get("lr_decays_done", 0)
+            if ema is not None:
+                ema.load_state_tensors(run.load_checkpoint_ema(device), state.get("ema_updates", 0))
             run.truncate_history(start_epoch)
             log(f"resuming {run.path} after epoch {start_epoch}")
         can_decay = decays_done < config.lr_decays and best is not None
@@ -224,6 +234,8 @@ def train_model(
                 if config.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
                 optimizer.step()
+                if ema is not None:
+                    ema.update()
                 sums["total"] += float(total.detach())
                 for name, v in parts.items():
                     sums[name] += float(v.detach())
@@ -236,18 +248,20 @@ def train_model(
             improved = False
             if epoch % config.eval_every == 0 or epoch == config.epochs:
                 t1 = time.perf_counter()
-                val = validate_model(model, index, dataset, featurizer, config, valid_subset, device)
-                record["valid"] = val
-                record["valid_seconds"] = round(time.perf_counter() - t1, 3)
-                value = val[config.select_metric]
-                if best is None or value > best["value"]:
-                    best = {"epoch": epoch, "metric": config.select_metric, "value": value}
-                    bad, improved = 0, True
-                    run.save_best(model, loss_mods)
-                else:
-                    bad += 1
+                with averaged():
+                    val = validate_model(model, index, dataset, featurizer, config, valid_subset, device)
+                    record["valid"] = val
+                    record["valid_seconds"] = round(time.perf_counter() - t1, 3)
+                    value = val[config.select_metric]
+                    if best is None or value > best["value"]:
+                        best = {"epoch": epoch, "metric": config.select_metric, "value": value}
+                        bad, improved = 0, True
+                        run.save_best(model, loss_mods)
+                    else:
+                        bad += 1
             elif best is None:
-                run.save_best(model, loss_mods)  # something to load before the first evaluation
+                with averaged():
+                    run.save_best(model, loss_mods)  # something to load before the first evaluation
             record["lr"] = optimizer.param_groups[0]["lr"]
             run.append_history(record)
             info = f"{config.select_metric} {record['valid'][config.select_metric]:.4f}" if "valid" in record else ""
@@ -259,7 +273,8 @@ def train_model(
                 optimizer, bad, done = decay_lr(f"no better {config.select_metric} for {bad} evaluations"), 0, False
             run.save_checkpoint(model, loss_mods, optimizer,
                                 {"epoch": epoch, "best": best, "bad_epochs": bad, "train_seconds": elapsed,
-                                 "lr_decays_done": decays_done}, rng)
+                                 "lr_decays_done": decays_done, "ema_updates": ema.updates if ema is not None else 0}, rng,
+                                ema=ema.state_tensors() if ema is not None else None)
             run.update_manifest(epochs_done=epoch, best=best, train_seconds=round(elapsed, 3))
             if done:
                 stopped_early = True
