@@ -117,6 +117,8 @@ def main() -> None:
     ap.add_argument("--align-weight", type=float, default=0.05)
     ap.add_argument("--rank-weight", type=float, default=0.05)
     ap.add_argument("--rank-beta", type=float, default=0.001)
+    ap.add_argument("--gen-full-softmax", action="store_true",
+                    help="generation loss over the whole token vocabulary (default: the current node's children)")
     ap.add_argument("--rank-max-examples", type=int, default=None, help="rows per batch for the ranking loss")
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--layers", type=int, default=1, help="encoder and decoder layers (paper: 1)")
@@ -153,7 +155,7 @@ def main() -> None:
     train_opts = {
         "losses": ",".join(losses), "epochs": args.epochs, "patience": args.patience, "batch_size": args.batch_size,
         "lr": args.lr, "lr_decays": args.lr_decays, "lr_decay": args.lr_decay, "weight_decay": args.weight_decay, "ema_decay": args.ema_decay, "align_weight": args.align_weight,
-        "rank_weight": args.rank_weight, "rank_beta": args.rank_beta, "eval_beam": args.beam,
+        "rank_weight": args.rank_weight, "rank_beta": args.rank_beta, "gen_full_softmax": args.gen_full_softmax, "eval_beam": args.beam,
         "rank_max_examples": args.rank_max_examples, "eval_max_examples": args.eval_max_examples, "max_steps_per_epoch": args.max_steps_per_epoch,
         "seed": args.seed, "threads": args.threads, "eval_batch_size": 512, "select_metric": args.select_metric,
     }
