@@ -26,7 +26,7 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
-FEATURIZER_KEYS = {"text_vocab": "vocab_size", "title_field": "title_field"}
+FEATURIZER_KEYS = {"text_vocab": "vocab_size", "title_field": "title_field", "encoder": "encoder"}
 
 
 def split_options(model_cls: type, flat: dict[str, Any], where: str) -> tuple[dict, dict, dict]:

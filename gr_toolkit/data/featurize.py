@@ -10,7 +10,11 @@ Layout (both kinds): real tokens are left-aligned and padding sits on the right;
 hold token 0 with ``mask`` False. Token 0 is also a real item id for histories, so models must use
 the mask, never the token value, to tell padding apart.
 
-Saved as a directory: ``manifest.json`` (+ ``tokenizer.model`` for queries); no pickles.
+With ``encoder: minilm`` (query sources only) the featurizer trains no tokenizer: each batch carries
+the frozen all-MiniLM-L6-v2 token states of its texts as ``SourceBatch.features`` (computed once per
+distinct text, see ``gr_toolkit.text.pretrained``), with ``tokens`` all 0 and ``mask`` their positions.
+
+Saved as a directory: ``manifest.json`` (+ ``tokenizer.model`` for native queries); no pickles.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import torch
 from gr_toolkit.artifacts import ArtifactError, atomic_dir
 from gr_toolkit.data.types import DataError, Dataset, Examples
 from gr_toolkit.models.base import SourceBatch
+from gr_toolkit.text.pretrained import SOURCE_ENCODERS, TokenStateCache
 from gr_toolkit.text.tokenizer import SentencePieceTokenizer
 
 FEATURIZER_VERSION = 1
@@ -37,6 +42,8 @@ class FeaturizerConfig:
     vocab_size: int = 8000
     title_field: str = "title"
     seed: int = 0
+    #: ``native`` (sentencepiece ids, embedded by the model) or ``minilm`` (frozen MiniLM token states).
+    encoder: str = "native"
 
 
 class SourceFeaturizer:
@@ -52,13 +59,22 @@ class SourceFeaturizer:
         self.n_items: int | None = None
         self.catalog_fingerprint: str | None = None
         self.tokenizer: SentencePieceTokenizer | None = None
+        self.text_states: TokenStateCache | None = None
         self.notes: list[str] = []
+        if self.config.encoder not in SOURCE_ENCODERS:
+            raise ValueError(f"unknown source encoder {self.config.encoder!r}; use one of {', '.join(SOURCE_ENCODERS)}")
 
     # ------------------------------------------------------------------ fitting
     def fit(self, dataset: Dataset) -> SourceFeaturizer:
         self.kind = dataset.kind
         self.n_items = len(dataset.catalog)
         self.catalog_fingerprint = dataset.catalog.fingerprint()
+        if self.config.encoder != "native":
+            if self.kind != "query":
+                raise DataError(f"encoder {self.config.encoder!r} reads query text; dataset {dataset.name!r} has "
+                                f"{self.kind} sources (use encoder native)")
+            self._start_text_states()
+            return self
         if self.kind == "query":
             # Train split only: validation/test queries must not shape the vocabulary.
             texts = list(dataset.train.queries or [])
@@ -69,9 +85,31 @@ class SourceFeaturizer:
             self.notes = list(self.tokenizer.notes)
         return self
 
+    def _start_text_states(self) -> None:
+        self.text_states = TokenStateCache(max_len=self.config.max_query_len)
+
+    @property
+    def feature_dim(self) -> int:
+        """Width of ``SourceBatch.features`` (0: batches carry token ids only)."""
+        self._check_fitted()
+        return self.text_states.dim if self.text_states is not None else 0
+
+    def prepare(self, texts: list[str], log=None) -> None:
+        """Compute the pretrained encoder's states of ``texts`` now (in big length-sorted batches) rather
+        than batch by batch during training; a no-op for the native encoder."""
+        if self.text_states is None:
+            return
+        todo = len(set(texts)) - len(self.text_states)
+        if log is not None and todo > 0:
+            log(f"encoding up to {todo:,} distinct texts with frozen MiniLM (cached for the run)")
+        self.text_states.prepare(texts)
+
     @property
     def vocab_size(self) -> int:
         self._check_fitted()
+        if self.text_states is not None:
+            raise DataError(f"a featurizer with encoder {self.config.encoder!r} has no token vocabulary; "
+                            "the model reads its feature_dim-wide features")
         if self.kind == "history":
             return int(self.n_items)
         return self.tokenizer.vocab_size  # type: ignore[union-attr]
@@ -91,6 +129,9 @@ class SourceFeaturizer:
         if examples.kind != self.kind:
             raise DataError(f"featurizer was fitted for {self.kind!r} sources, got {examples.kind!r} examples")
         idx = np.arange(len(examples)) if idx is None else np.asarray(idx, dtype=np.int64)
+        if self.text_states is not None:
+            _, mask = self.text_states.states([examples.queries[i] for i in idx])  # type: ignore[index]
+            return np.zeros(mask.shape, dtype=np.int64), mask
         if self.kind == "query":
             texts = [examples.queries[i] for i in idx]  # type: ignore[index]
             return self.tokenizer.encode_batch(texts, self.config.max_query_len)  # type: ignore[union-attr]
@@ -111,14 +152,27 @@ class SourceFeaturizer:
         return tokens, mask
 
     def batch(self, examples: Examples, idx: np.ndarray | list[int] | None = None) -> SourceBatch:
+        if self.text_states is not None:
+            self._check_fitted()
+            if examples.kind != "query":
+                raise DataError(f"featurizer was fitted for query sources, got {examples.kind!r} examples")
+            idx = np.arange(len(examples)) if idx is None else np.asarray(idx, dtype=np.int64)
+            return self._feature_batch([examples.queries[i] for i in idx])  # type: ignore[index]
         tokens, mask = self.encode(examples, idx)
         return SourceBatch(torch.from_numpy(tokens), torch.from_numpy(mask), self.kind)  # type: ignore[arg-type]
+
+    def _feature_batch(self, texts: list[str]) -> SourceBatch:
+        feats, mask = self.text_states.states(texts)  # type: ignore[union-attr]
+        return SourceBatch(torch.zeros(mask.shape, dtype=torch.long), torch.from_numpy(mask), "query",
+                           torch.from_numpy(feats))
 
     def encode_text(self, queries: list[str]) -> SourceBatch:
         """Encode raw query strings (for ``gr-toolkit search``)."""
         self._check_fitted()
         if self.kind != "query":
             raise DataError("this featurizer encodes item histories, not query text")
+        if self.text_states is not None:
+            return self._feature_batch(list(queries))
         tokens, mask = self.tokenizer.encode_batch(queries, self.config.max_query_len)  # type: ignore[union-attr]
         return SourceBatch(torch.from_numpy(tokens), torch.from_numpy(mask), "query")
 
@@ -163,7 +217,11 @@ class SourceFeaturizer:
         fz.n_items = int(man["n_items"])
         fz.catalog_fingerprint = man.get("catalog_fingerprint")
         fz.notes = list(man.get("notes", []))
-        if fz.kind == "query":
+        if fz.config.encoder not in SOURCE_ENCODERS:
+            raise ArtifactError(f"{path}: unknown source encoder {fz.config.encoder!r}")
+        if fz.config.encoder != "native":
+            fz._start_text_states()
+        elif fz.kind == "query":
             fz.tokenizer = SentencePieceTokenizer.load(directory / man["tokenizer"])
             if fz.tokenizer.vocab_size != man.get("tokenizer_vocab_size"):
                 raise ArtifactError(f"{directory}: tokenizer.model does not match the manifest's vocabulary size")

@@ -71,7 +71,7 @@ def exact_scores(
         rows = torch.arange(b, device=device).repeat_interleave(c)
         items = torch.arange(lo, hi, device=device).repeat(b)
         dec_in = torch.cat([targets.new_full((c, 1), bos), targets[lo:hi, :-1]], dim=1)[items - lo]
-        sub_batch = SourceBatch(batch.tokens.index_select(0, rows), batch.mask.index_select(0, rows), batch.kind)
+        sub_batch = batch.select(rows)
         hidden = model.decode(model.expand_memory(memory, rows), sub_batch, dec_in)  # [b*c, T, d]
         if normalize == "allowed":
             cc, vv = cand[items], valid[items]

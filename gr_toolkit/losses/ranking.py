@@ -163,7 +163,7 @@ class RankingLoss(nn.Module):
         dec_in = torch.cat([tgt.new_full((len(tgt), 1), ctx.index.bos_id), tgt], dim=1)
         rows = torch.arange(b, device=device).repeat_interleave(n + 1)
         memory = ctx.model.expand_memory(ctx.memory, rows)
-        batch = SourceBatch(ctx.batch.tokens.index_select(0, rows), ctx.batch.mask.index_select(0, rows), ctx.batch.kind)
+        batch = ctx.batch.select(rows)
         states = ctx.model.decode(memory, batch, dec_in)  # [B*(1+N), T+1, d]
         m = (dec_in >= 0).unsqueeze(-1).to(states.dtype)
         zy = ((states * m).sum(1) / m.sum(1)).view(b, n + 1, -1)

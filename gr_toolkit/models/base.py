@@ -29,9 +29,18 @@ class SourceBatch:
     tokens: torch.Tensor
     mask: torch.Tensor
     kind: str  # "history" | "query"
+    #: Precomputed per-position input vectors ``[B, T, F]`` (a frozen pretrained text encoder's token
+    #: states, aligned with ``mask``) that a model reads instead of embedding ``tokens``; None = tokens only.
+    features: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> SourceBatch:
-        return SourceBatch(self.tokens.to(device), self.mask.to(device), self.kind)
+        feats = None if self.features is None else self.features.to(device)
+        return SourceBatch(self.tokens.to(device), self.mask.to(device), self.kind, feats)
+
+    def select(self, rows: torch.Tensor) -> SourceBatch:
+        """The batch of ``rows`` (an index tensor), every per-row tensor included."""
+        feats = None if self.features is None else self.features.index_select(0, rows)
+        return SourceBatch(self.tokens.index_select(0, rows), self.mask.index_select(0, rows), self.kind, feats)
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])

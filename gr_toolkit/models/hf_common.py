@@ -51,9 +51,12 @@ def structured_token_init(
 def build_kwargs(index: Any, featurizer: Any) -> dict[str, Any]:
     """Constructor arguments an HF retriever takes from an ``ItemIndex`` (decoder vocab, structure) and a
     ``SourceFeaturizer`` (source kind and vocab)."""
+    features = int(getattr(featurizer, "feature_dim", 0)) if featurizer.kind == "query" else 0
+    kwargs = {"source_features": features} if features else {}
     return {
+        **kwargs,
         "decoder_vocab_size": index.decoder_vocab_size,
-        "source_vocab_size": int(featurizer.vocab_size),
+        "source_vocab_size": 0 if features else int(featurizer.vocab_size),
         "source_kind": featurizer.kind,
         "token_parent": getattr(index, "token_parent", None),
         "token_level": getattr(index, "token_level", None),

@@ -73,6 +73,7 @@ class HFSeq2SeqRetriever(HFRetrieverBase):
         source_kind: str = "query",
         token_parent: np.ndarray | None = None,
         token_level: np.ndarray | None = None,
+        source_features: int = 0,
     ) -> None:
         super().__init__()
         self._init_vocab(config, decoder_vocab_size, source_kind)
@@ -105,6 +106,10 @@ class HFSeq2SeqRetriever(HFRetrieverBase):
             self.source_embed = nn.Embedding(int(source_vocab_size), config.d_model)
             nn.init.normal_(self.source_embed.weight, std=1.0)
         self.hidden_size = int(self.t5.config.d_model)
+        self.feature_proj: nn.Sequential | None = None
+        if source_features:  # frozen text-encoder states in place of the source embedding table
+            self.source_embed = None
+            self.feature_proj = nn.Sequential(nn.LayerNorm(source_features), nn.Linear(source_features, self.hidden_size))
         if config.init_from_structure and token_level is not None:
             structured_token_init(self.t5.shared.weight, token_parent, token_level, std=1.0, seed=config.seed)
 
@@ -139,12 +144,16 @@ class HFSeq2SeqRetriever(HFRetrieverBase):
         mask = batch.mask.bool()
         safe = mask.clone()
         safe[:, 0] |= ~mask.any(1)  # an empty source would make attention undefined: let it see slot 0
-        tokens = batch.tokens.masked_fill(~mask, 0).clamp_min(0)
-        if tokens.numel() and int(tokens.max()) >= self.source_embed.num_embeddings:
-            raise ValueError(
-                f"source token {int(tokens.max())} outside the encoder vocabulary of {self.source_embed.num_embeddings}"
-            )
-        emb = self.source_embed(tokens)
+        if self.feature_proj is not None:
+            if batch.features is None:
+                raise ValueError("this model reads precomputed text features (encoder minilm); the batch has none")
+            emb = self.feature_proj(batch.features)
+        else:
+            tokens = batch.tokens.masked_fill(~mask, 0).clamp_min(0)
+            if tokens.numel() and int(tokens.max()) >= self.source_embed.num_embeddings:
+                raise ValueError(f"source token {int(tokens.max())} outside the encoder vocabulary of "
+                                 f"{self.source_embed.num_embeddings}")
+            emb = self.source_embed(tokens)
         states = self.t5.encoder(inputs_embeds=emb, attention_mask=safe.long()).last_hidden_state
         return {"states": states, "mask": safe}
 

@@ -2,8 +2,9 @@
 encoder-decoder that reads an item history (or query text) and generates a tree identifier.
 
 - Encoder: item embeddings (shared with the leaf tokens of the identifier tree when the index has
-  ``leaf_is_item``: token ``i`` of the last level IS item ``i``) or query-text token embeddings, plus
-  learned positions, then Transformer encoder layers.
+  ``leaf_is_item``: token ``i`` of the last level IS item ``i``), query-text token embeddings, or a
+  trainable projection of precomputed features (frozen MiniLM token states, ``SourceBatch.features``),
+  plus learned positions, then Transformer encoder layers.
 - Decoder: one embedding per identifier token (every tree node is a token; ``V + BOS + EOS`` rows),
   learned positions, Transformer decoder layers written here with explicit key/value caches so that
   an incremental step costs one new token of self-attention, and cross-attention keys/values of the
@@ -160,12 +161,15 @@ class SeaterModel(GenerativeRetriever):
         source_kind: str,
         source_vocab_size: int | None = None,
         leaf_is_item: bool = False,
+        source_features: int = 0,
     ) -> None:
         super().__init__()
         if source_kind not in ("history", "query"):
             raise ValueError(f"source_kind must be 'history' or 'query', got {source_kind!r}")
-        if source_kind == "query" and not source_vocab_size:
-            raise ValueError("a query model needs source_vocab_size (the featurizer's text vocabulary)")
+        if source_kind == "query" and not source_vocab_size and not source_features:
+            raise ValueError("a query model needs source_vocab_size (the featurizer's text vocabulary) "
+                             "or source_features (the width of precomputed text features)")
+        self.source_features = int(source_features)
         self.config = config
         self.source_kind = source_kind
         self.n_items = int(n_items)
@@ -182,10 +186,13 @@ class SeaterModel(GenerativeRetriever):
             nn.init.normal_(self.item_emb.weight, std=d**-0.5)
         else:
             self.item_emb = None
-        if source_kind == "query":
-            self.text_emb: nn.Embedding | None = nn.Embedding(int(source_vocab_size), d, padding_idx=0)  # type: ignore[arg-type]
-        else:
-            self.text_emb = None
+        self.text_emb: nn.Embedding | None = None
+        self.feature_proj: nn.Sequential | None = None
+        if source_kind == "query" and self.source_features:
+            # Frozen encoder states come at their own scale: normalise, then project to d_model.
+            self.feature_proj = nn.Sequential(nn.LayerNorm(self.source_features), nn.Linear(self.source_features, d))
+        elif source_kind == "query":
+            self.text_emb = nn.Embedding(int(source_vocab_size), d, padding_idx=0)  # type: ignore[arg-type]
         src_len = config.max_history if source_kind == "history" else config.max_query_len
         self.src_pos = nn.Embedding(src_len, d)
         self.tgt_pos = nn.Embedding(config.max_target_len, d)
@@ -204,13 +211,15 @@ class SeaterModel(GenerativeRetriever):
         if config.max_target_len < need:
             config = SeaterConfig(**{**config.__dict__, "max_target_len": need})
         kind = featurizer.kind
+        features = int(featurizer.feature_dim) if kind == "query" else 0
         return cls(
             config,
             decoder_vocab_size=index.decoder_vocab_size,
             n_items=index.n_items,
             source_kind=kind,
-            source_vocab_size=getattr(featurizer, "vocab_size", None) if kind == "query" else None,
+            source_vocab_size=featurizer.vocab_size if kind == "query" and not features else None,
             leaf_is_item=bool(getattr(index, "leaf_is_item", False)),
+            source_features=features,
         )
 
     # -- encoder ---------------------------------------------------------------------------------
@@ -230,7 +239,12 @@ class SeaterModel(GenerativeRetriever):
         safe = mask.clone()
         safe[:, 0] |= ~mask.any(1)
         pos = torch.arange(s, device=tokens.device)
-        x = self.emb_drop(self.source_embeddings(tokens) * math.sqrt(self.hidden_size) + self.src_pos(pos))
+        if self.feature_proj is not None:
+            if batch.features is None:
+                raise ValueError("this model reads precomputed text features (encoder minilm); the batch has none")
+            x = self.emb_drop(self.feature_proj(batch.features) + self.src_pos(pos))
+        else:
+            x = self.emb_drop(self.source_embeddings(tokens) * math.sqrt(self.hidden_size) + self.src_pos(pos))
         for layer in self.encoder:
             x = layer(x, safe)
         states = self.enc_norm(x)

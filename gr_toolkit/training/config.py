@@ -42,6 +42,14 @@ class TrainConfig:
     #: Cap on optimiser steps per epoch (None = a full pass); for quick runs.
     max_steps_per_epoch: int | None = None
     seed: int = 0
+    #: Indexing examples mixed into training (``gr_toolkit.data.indexing``): ``""`` = none, else a comma
+    #: list of ``title`` (item text -> item) and ``spans`` (random word spans of it -> item).
+    indexing: str = ""
+    #: Indexing pairs drawn per epoch, per training pair (1.0 = as many as there are training pairs; drawn
+    #: without replacement while the pool lasts).
+    indexing_ratio: float = 1.0
+    indexing_spans: int = 2
+    indexing_field: str = "title"
     #: Item vectors ``.npy`` ``[n_items, d_model]`` to start identifier-token embeddings from (each token
     #: = the mean vector of the items under it; see ``gr_toolkit.models.vector_init``). None = random.
     init_token_vectors: str | None = None

@@ -90,7 +90,7 @@ def pair_logprobs(model: GenerativeRetriever, index: Any, featurizer: Any, examp
     memory = model.encode(batch)
     n = len(sel)
     rows = torch.arange(n, device=device).repeat(2)
-    both = SourceBatch(batch.tokens.index_select(0, rows), batch.mask.index_select(0, rows), batch.kind)
+    both = batch.select(rows)
     items = np.concatenate([pairs.chosen[sel], pairs.rejected[sel]])
     targets = targets_for(index, examples, np.concatenate([pairs.example[sel]] * 2), items)
     lp = sequence_logprobs(model, index, model.expand_memory(memory, rows), both, targets, normalize)

@@ -25,6 +25,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from gr_toolkit.artifacts import ArtifactError
+from gr_toolkit.data.indexing import IndexingOptions, parse_kinds, with_indexing_examples
 from gr_toolkit.data.types import Dataset
 from gr_toolkit.evaluation.metrics import evaluate_rankings
 from gr_toolkit.identifiers.base import ItemIndex
@@ -135,6 +136,17 @@ def train_model(
         )
     if len(dataset.train) == 0:
         raise ValueError(f"dataset {dataset.name!r} has no training examples")
+    if config.indexing_ratio < 0:
+        raise ValueError(f"indexing_ratio must be >= 0, got {config.indexing_ratio}")
+    n_task = len(dataset.train)
+    if config.indexing:
+        dataset, n_task, notes = with_indexing_examples(dataset, IndexingOptions(
+            kinds=parse_kinds(config.indexing), field=config.indexing_field, spans_per_item=config.indexing_spans,
+            seed=config.seed))
+        log(f"indexing examples ({config.indexing}): {len(dataset.train) - n_task:,} for {dataset.catalog.name}, "
+            f"{config.indexing_ratio:g} per training pair per epoch" + "".join(f"; {n}" for n in notes))
+    if dataset.kind == "query":
+        featurizer.prepare(list(dataset.train.queries) + list(dataset.valid.queries), log=log)
     if config.threads:
         torch.set_num_threads(config.threads)
     model_name = model_name or model_name_of(model)
@@ -204,7 +216,10 @@ def train_model(
 
     ex_idx, items = dataset.train.pairs()
     pair_w = np.asarray(dataset.train.weights, dtype=np.float64)[ex_idx]
-    n_pairs = len(items)
+    task_pairs = np.flatnonzero(ex_idx < n_task)
+    index_pairs = np.flatnonzero(ex_idx >= n_task)
+    n_index_draw = int(round(config.indexing_ratio * len(task_pairs))) if len(index_pairs) else 0
+    n_pairs = len(task_pairs) + n_index_draw
     steps = (n_pairs + config.batch_size - 1) // config.batch_size
     if config.max_steps_per_epoch:
         steps = min(steps, config.max_steps_per_epoch)
@@ -219,8 +234,7 @@ def train_model(
         for epoch in range(start_epoch + 1, config.epochs + 1):
             t0 = time.perf_counter()
             last_epoch = epoch
-            order = (rng.choice(n_pairs, n_pairs, p=pair_w / pair_w.sum()) if config.weighted
-                     else rng.permutation(n_pairs))
+            order = epoch_order(rng, task_pairs, index_pairs, n_index_draw, pair_w, config.weighted)
             sums: dict[str, float] = defaultdict(float)
             model.train()
             loss_mods.train()
@@ -283,6 +297,24 @@ def train_model(
     run.update_manifest(status="finished", stopped_early=stopped_early)
     run.load_best(model, device)
     return _result(run, best, last_epoch, elapsed, stopped_early)
+
+
+def epoch_order(rng: np.random.Generator, task_pairs: np.ndarray, index_pairs: np.ndarray, n_index: int,
+                pair_weights: np.ndarray, weighted: bool) -> np.ndarray:
+    """One epoch's training pairs, shuffled: every task pair once (or as many drawn in proportion to
+    traffic with ``weighted``) plus ``n_index`` indexing pairs (without replacement while the pool lasts)."""
+    if weighted:
+        w = pair_weights[task_pairs]
+        task = task_pairs[rng.choice(len(task_pairs), len(task_pairs), p=w / w.sum())]
+        if not n_index:
+            return task
+    elif not n_index:
+        return task_pairs[rng.permutation(len(task_pairs))]
+    else:
+        task = task_pairs
+    extra = index_pairs[rng.choice(len(index_pairs), n_index, replace=n_index > len(index_pairs))]
+    task = np.concatenate([task, extra])
+    return task[rng.permutation(len(task))]
 
 
 def _result(run: RunDir, best: dict | None, epochs: int, elapsed: float, stopped: bool) -> TrainResult:
