@@ -9,7 +9,12 @@ from typer.testing import CliRunner
 
 from gr_toolkit.cli.main import app
 from gr_toolkit.data.featurize import FeaturizerConfig, SourceFeaturizer
-from gr_toolkit.data.indexing import IndexingOptions, concat_examples, indexing_examples, with_indexing_examples
+from gr_toolkit.data.indexing import (
+    IndexingOptions,
+    concat_examples,
+    indexing_examples,
+    with_indexing_examples,
+)
 from gr_toolkit.data.loaders import load_dataset
 from gr_toolkit.data.types import Catalog, DataError, Examples
 from gr_toolkit.models.hf_seq2seq import HFSeq2SeqRetriever, T5RetrieverConfig

@@ -95,3 +95,25 @@ def evaluate_rankings(
         cnt = int(m.sum())
         report[g] = {"n": cnt, **{name: (float(v[m].mean()) if cnt else float("nan")) for name, v in per.items()}}
     return report
+
+
+def unseen_target_recall(
+    ranked: np.ndarray, targets: Sequence[np.ndarray], train_targets: Sequence[np.ndarray], n_items: int, k: int = 10
+) -> dict[str, float]:
+    """Of all (example, relevant item) pairs whose item is NEVER a training target, the share found in the
+    top ``k``: how well a method reaches items no training query taught it. Also their count and share of
+    all pairs (``n_pairs``, ``share_of_pairs``)."""
+    seen = np.zeros(int(n_items), dtype=bool)
+    if len(train_targets):
+        seen[np.concatenate([np.asarray(t, dtype=np.int64) for t in train_targets])] = True
+    if len(targets) != len(ranked):
+        raise ValueError(f"{len(ranked)} ranked lists for {len(targets)} target sets")
+    lens = np.array([len(t) for t in targets], dtype=np.int64)
+    flat = np.concatenate([np.asarray(t, dtype=np.int64) for t in targets]) if len(targets) else np.zeros(0, np.int64)
+    owner = np.repeat(np.arange(len(targets)), lens)
+    unseen = ~seen[flat]
+    top = np.asarray(ranked[:, :k], dtype=np.int64)
+    found = (top[owner] == flat[:, None]).any(1)  # the pair's item is in its example's top k
+    n_unseen = int(unseen.sum())
+    return {f"recall@{k}": float(found[unseen].mean()) if n_unseen else float("nan"), "n_pairs": n_unseen,
+            "share_of_pairs": float(unseen.mean()) if len(flat) else float("nan")}

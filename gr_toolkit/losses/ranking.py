@@ -28,7 +28,6 @@ import torch
 from torch import nn
 
 from gr_toolkit.losses.base import LOSSES, LossContext
-from gr_toolkit.models.base import SourceBatch
 
 
 class PrefixSampler:

@@ -153,7 +153,8 @@ class GenerativeRetrieverRunner:
     ) -> dict[str, Any]:
         """Metrics overall and per head/torso/tail bucket on ``split``; plus timing.
 
-        Returns ``{"metrics": {...}, "n_examples": n, "retrieve_seconds": s, "beam_size": b}``.
+        Returns ``{"metrics": {...}, "n_examples": n, "retrieve_seconds": s, "beam_size": b, "items": [n, K],
+        "scores": [n, K]}`` (the rankings, for fusion and per-item reports).
         """
         from gr_toolkit.data.buckets import assign_buckets
 
@@ -164,8 +165,9 @@ class GenerativeRetrieverRunner:
         k_max = max(ks)
         beam = beam_size or max(50, k_max)
         t0 = time.perf_counter()
-        items, _ = self.retrieve(examples, top_k=k_max, beam_size=beam, batch_size=batch_size, progress=progress)
+        items, scores = self.retrieve(examples, top_k=k_max, beam_size=beam, batch_size=batch_size, progress=progress)
         seconds = time.perf_counter() - t0
         buckets = assign_buckets(dataset, examples)
         metrics = evaluate_rankings(items, examples.targets, ks, buckets)
-        return {"metrics": metrics, "n_examples": len(examples), "retrieve_seconds": seconds, "beam_size": beam}
+        return {"metrics": metrics, "n_examples": len(examples), "retrieve_seconds": seconds, "beam_size": beam,
+                "items": items, "scores": scores}
