@@ -342,6 +342,11 @@ def test_jsonl_sequences_and_histories(tmp_path):
     (ITEMS, [{"query": "x", "targets": ["a"], "split": "train"}, {"query": "y", "targets": ["a"]}], "line 2: missing 'split'"),
     (ITEMS, [{"query": "x", "targets": ["a"], "weight": -1}], "positive number"),
     (ITEMS, [{"history": ["a"], "targets": ["b"]}], "need a 'split'"),
+    (ITEMS, ['{"query": "x", "targets": ["a"], "weight": Infinity}'], "finite positive number, got inf"),
+    (ITEMS, ['{"query": "x", "targets": ["a"], "weight": NaN}'], "finite positive number, got nan"),
+    (ITEMS, ['{"query": "x", "targets": ["a", "b"], "grades": [1, Infinity]}'], "one finite number per target"),
+    (ITEMS, [{"query": "x", "targets": ["a", "a"]}], r"line 1: a target is listed twice in \['a', 'a'\]"),
+    (ITEMS, [{"query": "x", "targets": ["a"], "wieght": 3}], "line 1: unknown field\\(s\\) 'wieght' in a query example"),
 ])
 def test_jsonl_errors(tmp_path, items, examples, pattern):
     with pytest.raises(DataError, match=pattern):

@@ -73,6 +73,8 @@ def evaluate(
 
     try:
         ks = parse_ks(k)
+        if beam is not None and beam < 1:
+            raise ValueError(f"--beam must be >= 1, got {beam}")
         fusions = [f.strip() for f in fusion.split(",") if f.strip()]
         weights = parse_weights(fusion_weights)
         if fuse is not None and fuse != "bm25":

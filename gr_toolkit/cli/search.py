@@ -29,6 +29,8 @@ def search(
     try:
         if top < 1:
             raise ValueError(f"--top must be >= 1, got {top}")
+        if beam is not None and beam < 1:
+            raise ValueError(f"--beam must be >= 1, got {beam}")
         if not query.strip():
             raise ValueError("the query is empty")
         runner = GenerativeRetrieverRunner.load(run, device=device)

@@ -142,6 +142,10 @@ def run_training(
             **featurizer_options,
         }, where="featurizer options")
         featurizer = SourceFeaturizer(fcfg).fit(ds)
+    from gr_toolkit.training.sft import check_train_setup, seed_everything
+
+    check_train_setup(ds, train_cfg)  # every check that can fail runs before the run directory exists
+    seed_everything(train_cfg.seed)  # model initialisation draws from torch's RNG: same seed, same run
     net = model_cls.build(idx, featurizer, model_cfg)
     losses = build_losses(train_cfg.loss_names(), net.hidden_size, train_cfg.loss_options())
     n_params = sum(p.numel() for p in net.parameters())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import math
 import platform
 import shlex
@@ -67,7 +68,10 @@ def write_result(record: dict[str, Any], out_dir: str | Path = "eval/results", n
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / (name or f"{record['dataset']}__{record['method']}.json")
-    path.write_text(json.dumps(record, indent=2, sort_keys=False, default=json_default) + "\n")
+    text = json.dumps(record, indent=2, sort_keys=False, default=json_default) + "\n"
+    tmp = path.with_name(f".{path.name}.tmp")  # atomic: a killed write never leaves a cut result file
+    tmp.write_text(text)
+    os.replace(tmp, path)
     return path
 
 

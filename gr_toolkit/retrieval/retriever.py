@@ -33,8 +33,10 @@ def retrieve_batch(
     model: GenerativeRetriever, index: ItemIndex, batch: SourceBatch, top_k: int, beam_size: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``top_k`` items ``[B, K]`` (-1 = empty slot) and their scores for one source batch."""
+    if top_k < 1 or beam_size < 1:
+        raise ValueError(f"top_k and beam_size must be >= 1 (got {top_k}, {beam_size})")
     # An index may ask for a full-vocabulary softmax (lexical: thousands of tokens allowed at a span start).
-    out = beam_search(model, index.constraint(batch.tokens.device), batch, beam_size=max(beam_size, 1),
+    out = beam_search(model, index.constraint(batch.tokens.device), batch, beam_size=beam_size,
                       bos_id=index.bos_id, normalize=getattr(index, "preferred_normalize", "allowed"))
     ranked = index.rank(out, top_k)
     return ranked.items, ranked.scores

@@ -14,7 +14,14 @@ RUN/
                        (epoch, counters, RNG states, optimizer hyper-parameters)
 ```
 No pickles: tensors are safetensors, everything else JSON. Files are replaced atomically
-(written next to their target, then renamed), so a crash leaves the previous version intact.
+(written next to their target, then renamed), so a crash leaves the previous version intact:
+- ``create`` assembles the new run in a hidden sibling directory and renames it into place, so a
+  kill while it runs leaves either nothing or a complete, resumable run;
+- ``save_checkpoint`` writes ``.checkpoint.tmp`` (``state.json`` last = complete), moves the old one to
+  ``.checkpoint.old`` and the new one in; a kill between the two renames is repaired on the next read
+  (the complete temporary one, else the old one, becomes the checkpoint again);
+- the best weights' SHA-256 is kept in ``manifest.json`` (``checksums``) and checked on every load, so
+  a flipped bit or a truncated file is an error that names the file, never silently wrong results.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from gr_toolkit.artifacts import ArtifactError
+from gr_toolkit.artifacts import ArtifactError, _sha256
 
 RUN_FORMAT = "gr-toolkit-run"
 RUN_VERSION = 1
@@ -165,7 +172,26 @@ class RunDir:
         manifest (status ``training``)."""
         if self.path.exists() and any(self.path.iterdir()):
             raise ArtifactError(f"{self.path} exists and is not an unfinished run of the same setup; pick a new --out")
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Assemble in a hidden sibling and rename into place: a kill leaves no half-made run behind.
+        for stale in self.path.parent.glob(f".{self.path.name}.creating.*"):
+            shutil.rmtree(stale, ignore_errors=True)  # left by a killed create of this same run
+        tmp_run = RunDir(self.path.with_name(f".{self.path.name}.creating.{os.getpid()}"))
+        tmp_run.path.mkdir()
+        try:
+            manifest = tmp_run._write_new(model_name, model_config, train_config, dataset, catalog_fingerprint, index,
+                                          index_source, featurizer, catalog, extra)
+            if self.path.exists():
+                self.path.rmdir()  # empty (checked above)
+            os.replace(tmp_run.path, self.path)
+        except BaseException:
+            shutil.rmtree(tmp_run.path, ignore_errors=True)
+            raise
+        return manifest
+
+    def _write_new(self, model_name: str, model_config: dict[str, Any], train_config: dict[str, Any], dataset: str,
+                   catalog_fingerprint: str, index: Any, index_source: str | None, featurizer: Any, catalog: Any,
+                   extra: dict[str, Any] | None) -> dict[str, Any]:
         featurizer.save(self.featurizer_dir, overwrite=True)
         index.save(self.index_dir, overwrite=True)
         if catalog is not None:
@@ -193,18 +219,35 @@ class RunDir:
 
     # weights
     def save_best(self, model: torch.nn.Module, losses: torch.nn.ModuleDict | None = None) -> None:
+        """Write the best weights; their checksums go into the manifest, which is replaced last."""
+        sums = {}
         _atomic_save_model(model, self.path / "model.safetensors")
+        sums["model.safetensors"] = _sha256(self.path / "model.safetensors")
         if losses is not None and len(losses):
             _atomic_save_model(losses, self.path / "losses.safetensors")
+            sums["losses.safetensors"] = _sha256(self.path / "losses.safetensors")
+        self.update_manifest(checksums=sums)
+
+    def _load_weights(self, module: torch.nn.Module, path: Path, device: torch.device | str,
+                      checksums: dict[str, str] | None) -> None:
+        expected = (checksums or {}).get(path.name)
+        if expected is not None and _sha256(path) != expected:
+            raise ArtifactError(f"{path}: checksum mismatch (the file changed after training wrote it: corrupted or "
+                                "truncated); retrain or restore it")
+        try:
+            load_model(module, str(path), strict=True, device=str(device))
+        except Exception as e:  # safetensors' SafetensorError (truncated file) is a plain Exception subclass
+            raise ArtifactError(f"{path}: cannot read the weights ({type(e).__name__}: {e})") from None
 
     def load_best(self, model: torch.nn.Module, device: torch.device | str = "cpu",
                   losses: torch.nn.ModuleDict | None = None) -> None:
         path = self.path / "model.safetensors"
         if not path.exists():
             raise ArtifactError(f"{self.path}: model.safetensors is missing (training never finished an epoch)")
-        load_model(model, str(path), strict=True, device=str(device))
+        checksums = self.read_manifest().get("checksums")
+        self._load_weights(model, path, device, checksums)
         if losses is not None and len(losses):
-            load_model(losses, str(self.path / "losses.safetensors"), strict=True, device=str(device))
+            self._load_weights(losses, self.path / "losses.safetensors", device, checksums)
 
     # checkpoints
     def save_checkpoint(
@@ -236,7 +279,7 @@ class RunDir:
         if ema is not None:
             save_file(ema, str(tmp / "ema.safetensors"))
         full = {**state, "optimizer": opt_meta, "numpy_rng": rng.bit_generator.state}
-        (tmp / "state.json").write_text(json.dumps(full, indent=2))
+        (tmp / "state.json").write_text(json.dumps(full, indent=2))  # last: marks the checkpoint complete
         old = self.path / ".checkpoint.old"
         shutil.rmtree(old, ignore_errors=True)
         if self.checkpoint.exists():
@@ -250,7 +293,19 @@ class RunDir:
             raise ArtifactError(f"{self.checkpoint}: ema.safetensors is missing (the run was trained without ema_decay)")
         return load_file(str(path), device=str(device))
 
+    def recover_checkpoint(self) -> None:
+        """Repair a kill between ``save_checkpoint``'s two renames: no ``checkpoint/`` but a complete
+        ``.checkpoint.tmp`` (newest) or ``.checkpoint.old`` becomes the checkpoint again."""
+        if (self.checkpoint / "state.json").exists():
+            return
+        for candidate in (self.path / ".checkpoint.tmp", self.path / ".checkpoint.old"):
+            if (candidate / "state.json").exists():
+                shutil.rmtree(self.checkpoint, ignore_errors=True)
+                os.replace(candidate, self.checkpoint)
+                return
+
     def has_checkpoint(self) -> bool:
+        self.recover_checkpoint()
         return (self.checkpoint / "state.json").exists()
 
     def load_checkpoint(
@@ -263,13 +318,24 @@ class RunDir:
     ) -> dict[str, Any]:
         """Restore model, loss parameters, optimizer and RNG states; return the saved counters."""
         ck = self.checkpoint
-        state = json.loads((ck / "state.json").read_text())
-        load_model(model, str(ck / "model.safetensors"), strict=True, device=str(device))
+        try:
+            state = json.loads((ck / "state.json").read_text())
+        except json.JSONDecodeError as e:
+            raise ArtifactError(f"{ck / 'state.json'} is not valid JSON ({e}); the checkpoint is damaged: start "
+                                "over with a new --out") from None
+        for name in ("model.safetensors", "optimizer.safetensors", "rng.safetensors") + (
+                ("losses.safetensors",) if len(losses) else ()):
+            if not (ck / name).exists():
+                raise ArtifactError(f"{ck}: {name} is missing; the checkpoint is damaged: start over with a new --out")
+        self._load_weights(model, ck / "model.safetensors", device, None)
         if len(losses):
-            load_model(losses, str(ck / "losses.safetensors"), strict=True, device=str(device))
-        opt_tensors = load_file(str(ck / "optimizer.safetensors"), device=str(device))
-        optimizer.load_state_dict(optimizer_from_files(opt_tensors, state.pop("optimizer")))
-        rng_t = load_file(str(ck / "rng.safetensors"))
+            self._load_weights(losses, ck / "losses.safetensors", device, None)
+        try:
+            opt_tensors = load_file(str(ck / "optimizer.safetensors"), device=str(device))
+            optimizer.load_state_dict(optimizer_from_files(opt_tensors, state.pop("optimizer")))
+            rng_t = load_file(str(ck / "rng.safetensors"))
+        except Exception as e:  # damaged optimizer / RNG files (SafetensorError, KeyError, shape mismatch)
+            raise ArtifactError(f"{ck}: cannot restore the optimizer / RNG state ({type(e).__name__}: {e})") from None
         torch.set_rng_state(rng_t["torch"])
         if torch.cuda.is_available():
             cuda = [rng_t[f"cuda{i}"] for i in range(torch.cuda.device_count()) if f"cuda{i}" in rng_t]
@@ -283,12 +349,21 @@ class RunDir:
         with open(self.history_path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
-    def read_history(self) -> list[dict[str, Any]]:
+    def read_history(self, allow_cut_last_line: bool = False) -> list[dict[str, Any]]:
         if not self.history_path.exists():
             return []
-        return [json.loads(line) for line in self.history_path.read_text().splitlines() if line.strip()]
+        lines = [ln for ln in self.history_path.read_text().splitlines() if ln.strip()]
+        rows = []
+        for n, line in enumerate(lines, 1):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                if allow_cut_last_line and n == len(lines):
+                    break  # a kill inside append_history: that epoch is redone from the checkpoint
+                raise ArtifactError(f"{self.history_path}: line {n} is not valid JSON") from None
+        return rows
 
     def truncate_history(self, epochs_done: int) -> None:
         """Drop history lines of epochs after the checkpoint (a crash between history and checkpoint)."""
-        rows = [r for r in self.read_history() if r.get("epoch", 0) <= epochs_done]
+        rows = [r for r in self.read_history(allow_cut_last_line=True) if r.get("epoch", 0) <= epochs_done]
         _atomic_write_text(self.history_path, "".join(json.dumps(r) + "\n" for r in rows))

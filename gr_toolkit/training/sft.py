@@ -111,6 +111,25 @@ def _check_resumable(man: dict[str, Any], model_name: str, model_cfg: dict, trai
         )
 
 
+def check_train_setup(dataset: Dataset, config: TrainConfig) -> None:
+    """Refuse a setup that cannot train or select, before anything is written."""
+    if len(dataset.train) == 0:
+        raise ValueError(f"dataset {dataset.name!r} has no training examples")
+    if len(dataset.valid) == 0:
+        raise ValueError(f"dataset {dataset.name!r} has no validation examples: epochs are selected on validation")
+    if config.epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {config.epochs}")
+    if config.batch_size < 1 or config.eval_every < 1 or config.eval_beam < 1:
+        raise ValueError(f"batch_size, eval_every and eval_beam must be >= 1 (got {config.batch_size}, "
+                         f"{config.eval_every}, {config.eval_beam})")
+    if config.indexing_ratio < 0 or not np.isfinite(config.indexing_ratio):
+        raise ValueError(f"indexing_ratio must be a finite number >= 0, got {config.indexing_ratio}")
+    if config.indexing:
+        IndexingOptions(kinds=parse_kinds(config.indexing), spans_per_item=config.indexing_spans)
+        if dataset.kind != "query":
+            raise ValueError(f"indexing examples need query text; dataset {dataset.name!r} has {dataset.kind} sources")
+
+
 def train_model(
     model: GenerativeRetriever,
     index: ItemIndex,
@@ -134,10 +153,7 @@ def train_model(
             f"the index was built for a different catalog (fingerprint {index.catalog_fingerprint}) than "
             f"dataset {dataset.name!r} ({dataset.catalog.fingerprint()}): rebuild it with `gr-toolkit index {dataset.name}`"
         )
-    if len(dataset.train) == 0:
-        raise ValueError(f"dataset {dataset.name!r} has no training examples")
-    if config.indexing_ratio < 0:
-        raise ValueError(f"indexing_ratio must be >= 0, got {config.indexing_ratio}")
+    check_train_setup(dataset, config)
     n_task = len(dataset.train)
     if config.indexing:
         dataset, n_task, notes = with_indexing_examples(dataset, IndexingOptions(

@@ -21,14 +21,16 @@ optional ``attributes`` object holds non-text attributes (values stored as strin
   sequence per user, split leave-one-out (``max_history``, default 20).
 
 ``"target": "sku-1"`` may replace a one-element ``targets``. Item references use the external ids of
-items.jsonl; an unknown id, a malformed line or a missing field raises a ``DataError`` with the file,
-line and value. Bucketing: ``traffic`` when any query example has a weight, else
+items.jsonl; an unknown id, a malformed line, a missing field, an unknown key (a typo such as
+``"wieght"`` would otherwise be ignored), a repeated target, or a weight/grade that is not a finite
+number raises a ``DataError`` with the file, line and value. Bucketing: ``traffic`` when any query example has a weight, else
 ``proxy:query-length`` (queries) or ``proxy:target-popularity`` (histories).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +110,14 @@ def _ids(value, path: Path, no: int, field: str, catalog: Catalog, allow_empty: 
     return out
 
 
+#: The keys each example form may carry (anything else is refused, so a misspelt key is never ignored).
+ALLOWED_KEYS = {
+    "query": {"query", "targets", "target", "weight", "split", "grades", "negatives"},
+    "history": {"history", "targets", "target", "weight", "split", "grades", "negatives", "user"},
+    "sequence": {"sequence", "user"},
+}
+
+
 @DATASETS.register("jsonl")
 def load_jsonl(path: str, data_dir=None, seed: int = 0, max_history: int = 20,
                fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), bucketing: str | None = None) -> Dataset:
@@ -129,9 +139,14 @@ def load_jsonl(path: str, data_dir=None, seed: int = 0, max_history: int = 20,
         return found[0]
 
     form = form_of(*records[0])
+    allowed = ALLOWED_KEYS[form]
     for no, rec in records:
         if form_of(no, rec) != form:
             raise DataError(f"{ex_path}: line {no}: a {form_of(no, rec)!r} example among {form!r} examples")
+        unknown = sorted(set(rec) - allowed)
+        if unknown:
+            raise DataError(f"{ex_path}: line {no}: unknown field(s) {', '.join(map(repr, unknown))} in a {form} "
+                            f"example; allowed: {', '.join(sorted(allowed))}")
 
     name = f"jsonl-{root.name}"
     if form == "sequence":
@@ -161,6 +176,8 @@ def load_jsonl(path: str, data_dir=None, seed: int = 0, max_history: int = 20,
             t = _ids([rec["target"]], ex_path, no, "target", catalog)
         else:
             raise DataError(f"{ex_path}: line {no}: missing field 'targets'")
+        if len(np.unique(t)) != len(t):
+            raise DataError(f"{ex_path}: line {no}: a target is listed twice in {rec.get('targets')!r}")
         targets.append(t)
         if form == "query":
             q = rec["query"]
@@ -172,14 +189,15 @@ def load_jsonl(path: str, data_dir=None, seed: int = 0, max_history: int = 20,
             sources.append(_ids(rec["history"], ex_path, no, "history", catalog, allow_empty=True)[-max_history:])
             keys.append(str(rec.get("user", f"line{no}")))
         w = rec.get("weight", 1.0)
-        if not isinstance(w, int | float) or isinstance(w, bool) or not w > 0:
-            raise DataError(f"{ex_path}: line {no}: weight must be a positive number, got {w!r}")
+        if not isinstance(w, int | float) or isinstance(w, bool) or not (w > 0 and math.isfinite(w)):
+            raise DataError(f"{ex_path}: line {no}: weight must be a finite positive number, got {w!r}")
         any_weight |= "weight" in rec
         weights.append(float(w))
         g = rec.get("grades")
         if g is not None:
-            if not isinstance(g, list) or len(g) != len(t) or not all(isinstance(x, int | float) for x in g):
-                raise DataError(f"{ex_path}: line {no}: 'grades' must be one number per target, got {g!r}")
+            if not isinstance(g, list) or len(g) != len(t) or not all(
+                    isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in g):
+                raise DataError(f"{ex_path}: line {no}: 'grades' must be one finite number per target, got {g!r}")
             any_grades = True
         grades.append(np.asarray(g if g is not None else [1.0] * len(t), dtype=np.float64))
         n = rec.get("negatives")

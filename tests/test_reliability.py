@@ -1,0 +1,139 @@
+"""Fault injection for long runs: kills at the worst moments, damaged files, bad settings. A killed run
+resumes to exactly the weights of an uninterrupted one; damage is an error that names the file."""
+
+import json
+import os
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from gr_toolkit.artifacts import ArtifactError
+from gr_toolkit.cli.main import app
+from gr_toolkit.cli.train import run_training
+from gr_toolkit.data.loaders import load_dataset
+from gr_toolkit.training.run import RunDir
+from tests.seater_helpers import digit_tree_index
+
+MODEL = {"d_model": 16, "ffn": 32, "heads": 2}
+TRAIN = {"losses": "gen", "epochs": 2, "max_steps_per_epoch": 2, "eval_max_examples": 20, "eval_beam": 5,
+         "progress": False, "threads": 1, "patience": 0}
+FEAT = {"vocab_size": 400}
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("idx") / "idx"
+    digit_tree_index(load_dataset("synthetic").catalog, k=8).save(out)
+    return out
+
+
+def _train(index_dir, out, **train):
+    return run_training("synthetic", index_dir, out, "seater", dict(MODEL), {**TRAIN, **train}, dict(FEAT),
+                        log=lambda *_: None)
+
+
+def _bytes(run, name="model.safetensors"):
+    return (run / name).read_bytes()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(index_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("full") / "run"
+    torch.manual_seed(1)
+    _train(index_dir, out)
+    return out
+
+
+def test_same_seed_same_run_whatever_came_before(index_dir, uninterrupted, tmp_path):
+    torch.manual_seed(999)  # the model is built after the trainer seeds torch: earlier draws do not matter
+    torch.rand(17)
+    _train(index_dir, tmp_path / "again")
+    assert _bytes(tmp_path / "again") == _bytes(uninterrupted)
+    assert _bytes(tmp_path / "again", "checkpoint/model.safetensors") == _bytes(uninterrupted, "checkpoint/model.safetensors")
+
+
+@pytest.mark.parametrize("leftover", [".checkpoint.old", ".checkpoint.tmp"])
+def test_kill_between_the_checkpoint_renames_resumes_exactly(index_dir, uninterrupted, tmp_path, leftover):
+    run = tmp_path / "run"
+    _train(index_dir, run, epochs=1)
+    if leftover == ".checkpoint.old":  # killed after checkpoint -> .old, before .tmp -> checkpoint
+        os.replace(run / "checkpoint", run / ".checkpoint.old")
+    else:  # killed with the new checkpoint complete in .tmp and the old one gone
+        os.replace(run / "checkpoint", run / ".checkpoint.tmp")
+    _train(index_dir, run, epochs=2)
+    assert _bytes(run) == _bytes(uninterrupted)
+    assert _bytes(run, "checkpoint/model.safetensors") == _bytes(uninterrupted, "checkpoint/model.safetensors")
+    assert [json.loads(x)["epoch"] for x in (run / "history.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_cut_last_history_line_is_redone(index_dir, uninterrupted, tmp_path):
+    run = tmp_path / "run"
+    _train(index_dir, run, epochs=1)
+    with open(run / "history.jsonl", "a") as f:
+        f.write('{"epoch": 2, "loss_to')  # killed inside append_history of epoch 2
+    _train(index_dir, run, epochs=2)
+    assert _bytes(run) == _bytes(uninterrupted)
+
+
+def test_kill_inside_create_leaves_nothing_and_a_rerun_works(index_dir, uninterrupted, tmp_path, monkeypatch):
+    from gr_toolkit.identifiers.codes import CodeIndex
+
+    real_save = CodeIndex.save
+
+    def killed(self, *a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(CodeIndex, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _train(index_dir, tmp_path / "run")
+    assert not (tmp_path / "run").exists() and not list(tmp_path.glob(".run.creating.*"))
+    monkeypatch.setattr(CodeIndex, "save", real_save)
+    _train(index_dir, tmp_path / "run")
+    assert _bytes(tmp_path / "run") == _bytes(uninterrupted)
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_damaged_weights_are_refused_by_name(uninterrupted, tmp_path, damage):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(uninterrupted, run)
+    data = bytearray(_bytes(run))
+    if damage == "flip":
+        data[len(data) // 2] ^= 0x01
+    else:
+        data = data[: len(data) // 3]
+    (run / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="model.safetensors: checksum mismatch"):
+        RunDir(run).load_best(torch.nn.Linear(1, 1))
+    res = CliRunner().invoke(app, ["eval", "synthetic", "--run", str(run), "--out", str(tmp_path / "r.json")])
+    assert res.exit_code == 2 and "checksum mismatch" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_damaged_checkpoint_files_are_errors_not_tracebacks(index_dir, tmp_path):
+    run = tmp_path / "run"
+    _train(index_dir, run, epochs=1)
+    (run / "checkpoint" / "optimizer.safetensors").unlink()
+    with pytest.raises(ArtifactError, match="optimizer.safetensors is missing"):
+        _train(index_dir, run, epochs=2)
+    (run / "checkpoint" / "state.json").write_text('{"epoch": 1, "be')
+    with pytest.raises(ArtifactError, match="state.json is not valid JSON"):
+        _train(index_dir, run, epochs=2)
+
+
+@pytest.mark.parametrize("option,value,pattern", [
+    ("epochs", 0, "epochs must be >= 1, got 0"),
+    ("indexing", "titel", "subset of title, spans"),
+    ("indexing_ratio", -1.0, "indexing_ratio must be a finite number >= 0"),
+])
+def test_bad_settings_fail_before_the_run_directory_exists(index_dir, tmp_path, option, value, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        _train(index_dir, tmp_path / "run", **{option: value})
+    assert not (tmp_path / "run").exists()
+
+
+def test_search_refuses_a_negative_beam(uninterrupted):
+    res = CliRunner().invoke(app, ["search", "--run", str(uninterrupted), "red shoes", "--beam", "-5"])
+    assert res.exit_code == 2 and "--beam must be >= 1, got -5" in res.output
