@@ -97,8 +97,8 @@ def read_arrays(directory: str | Path, entries: dict[str, dict[str, Any]], verif
             raise ArtifactError(f"{path}: checksum mismatch (file corrupt or modified)")
         try:
             arr = np.load(path, allow_pickle=False)
-        except ValueError as e:
-            raise ArtifactError(f"{path}: cannot be read as a numpy array: {e}") from None
+        except (ValueError, EOFError, OSError) as e:  # EOFError: empty / cut file
+            raise ArtifactError(f"{path}: cannot be read as a numpy array: {e or type(e).__name__}") from None
         if list(arr.shape) != list(meta["shape"]) or str(arr.dtype) != meta["dtype"]:
             raise ArtifactError(
                 f"{path}: expected shape {meta['shape']} dtype {meta['dtype']}, found {list(arr.shape)} {arr.dtype}"

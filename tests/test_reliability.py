@@ -137,3 +137,27 @@ def test_bad_settings_fail_before_the_run_directory_exists(index_dir, tmp_path, 
 def test_search_refuses_a_negative_beam(uninterrupted):
     res = CliRunner().invoke(app, ["search", "--run", str(uninterrupted), "red shoes", "--beam", "-5"])
     assert res.exit_code == 2 and "--beam must be >= 1, got -5" in res.output
+
+
+def test_empty_vector_file_is_a_named_error_not_aborted(tmp_path):
+    from gr_toolkit.vectors.io import VectorError, load_vectors
+
+    (tmp_path / "v.npy").write_bytes(b"")
+    with pytest.raises(VectorError, match="v.npy: cannot be read as a numpy array"):
+        load_vectors(tmp_path / "v.npy")
+    ds = load_dataset("synthetic")
+    res = CliRunner().invoke(app, ["index", "synthetic", "--scheme", "seater", "--vectors", str(tmp_path / "v.npy"),
+                                   "--out", str(tmp_path / "idx")])
+    assert res.exit_code != 0 and "Aborted" not in res.output and "v.npy" in res.output
+    assert not (tmp_path / "idx").exists() and len(ds.catalog)
+
+
+def test_empty_validation_split_fails_before_anything_is_written():
+    from dataclasses import replace
+
+    from gr_toolkit.training.config import TrainConfig
+    from gr_toolkit.training.sft import check_train_setup
+
+    ds = load_dataset("synthetic")
+    with pytest.raises(ValueError, match="has no validation examples"):
+        check_train_setup(replace(ds, valid=ds.valid.subset([])), TrainConfig())

@@ -99,10 +99,22 @@ class SourceFeaturizer:
         than batch by batch during training; a no-op for the native encoder."""
         if self.text_states is None:
             return
-        todo = len(set(texts)) - len(self.text_states)
-        if log is not None and todo > 0:
-            log(f"encoding up to {todo:,} distinct texts with frozen MiniLM (cached for the run)")
-        self.text_states.prepare(texts)
+        todo = self.text_states.count_missing(texts)
+        if not todo:
+            return
+        if log is not None:
+            log(f"encoding {todo:,} distinct texts with frozen MiniLM (once per process)")
+        step = max(1, todo // 10)
+        marks = iter(range(step, todo + step, step))
+        next_mark = [next(marks)]
+
+        def progress(done: int, total: int) -> None:
+            if log is not None and done >= next_mark[0]:
+                log(f"  MiniLM states: {done:,}/{total:,} texts")
+                while next_mark[0] <= done:
+                    next_mark[0] = next(marks, total + 1)
+
+        self.text_states.prepare(texts, progress=progress)
 
     @property
     def vocab_size(self) -> int:

@@ -155,5 +155,5 @@ def hybrid_results(runner: Any, dataset: Any, split: str, split_run: Run, ks: Se
                 f"{choice.valid[choice.metric]:.4f})")
         items, _ = fuse([lex_split, split_run], method, [1.0, choice.weight], k=max(ks))
         out.append({"fusion": method, "metrics": evaluate_rankings(items, examples.targets, ks, buckets),
-                    "items": items, "choice": choice, "bm25": bm25_choice})
+                    "items": items, "choice": choice, "bm25": bm25_choice, "bm25_items": lex_split[0]})
     return out

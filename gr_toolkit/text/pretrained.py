@@ -4,8 +4,9 @@ A generative retriever that reads query text through a randomly initialised embe
 learn language from a few thousand training queries. Reading the token states of a pretrained
 encoder instead gives it MiniLM's vocabulary and word sense for free. The encoder is frozen, so its
 states are a pure function of the text: :class:`TokenStateCache` computes them once per distinct
-text (sorted by length, in large batches) and keeps them as float16 in memory, which keeps CPU
-training at the cost of a small model.
+text (sorted by length, in large batches) and keeps them as float16 in memory, shared by every cache
+of the same model and length in the process (a recipe training several seeds encodes each text once),
+which keeps CPU training at the cost of a small model.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ import numpy as np
 MINILM_DIM = 384
 #: Source encoders a featurizer can use: ``native`` = the toolkit's own sentencepiece ids.
 SOURCE_ENCODERS = ("native", "minilm")
+
+
+_STORES: dict[tuple[str, int], dict[str, np.ndarray]] = {}
 
 
 class TokenStateCache:
@@ -38,10 +42,14 @@ class TokenStateCache:
         self.device = device
         self.dim = MINILM_DIM
         self._encoder = None
-        self._cache: dict[str, np.ndarray] = {}
+        # one store per (model, max_len) for the whole process: the states depend on nothing else
+        self._cache: dict[str, np.ndarray] = _STORES.setdefault((str(model_path), self.max_len), {})
 
     def __len__(self) -> int:
         return len(self._cache)
+
+    def count_missing(self, texts: Sequence[str]) -> int:
+        return sum(1 for t in set(texts) if t not in self._cache)
 
     def _model(self):
         if self._encoder is None:

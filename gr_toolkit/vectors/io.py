@@ -97,8 +97,9 @@ def load_vectors(path: str | Path, catalog: Catalog | None = None) -> np.ndarray
         raise VectorError(f"item-vector file not found: {path}")
     try:
         arr = np.load(path, allow_pickle=False)
-    except ValueError as e:
-        raise VectorError(f"{path}: cannot be read as a numpy array (pickled or corrupt?): {e}") from None
+    except (ValueError, EOFError) as e:  # EOFError: an empty or cut file (click would print "Aborted.")
+        raise VectorError(f"{path}: cannot be read as a numpy array (empty, cut, pickled or corrupt?): "
+                          f"{e or type(e).__name__}") from None
     except OSError as e:
         raise VectorError(f"{path}: cannot be read: {e}") from None
     if catalog is not None:
