@@ -70,8 +70,15 @@ def write_arrays(directory: Path, arrays: dict[str, np.ndarray]) -> dict[str, di
     return entries
 
 
+def _content_checksum(manifest: dict[str, Any]) -> str:
+    body = {k: v for k, v in manifest.items() if k != "content_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
+
+
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
-    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    """Write ``manifest.json`` with a checksum of its own content, so an edit by hand is detected on read."""
+    body = {**manifest, "content_sha256": _content_checksum(manifest)}
+    (directory / MANIFEST).write_text(json.dumps(body, indent=2, sort_keys=True))
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:
@@ -80,9 +87,22 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise ArtifactError(f"{directory} is not a gr-toolkit artifact: {MANIFEST} is missing")
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ArtifactError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{path} must hold a JSON object")
+    stored = manifest.get("content_sha256")
+    if stored is not None and stored != _content_checksum(manifest):
+        raise ArtifactError(f"{path} was changed after it was written (content checksum mismatch): its fields "
+                            "cannot be trusted; rebuild the artifact")
+    return manifest
+
+
+def require_fields(manifest: dict[str, Any], fields: tuple[str, ...], where: str | Path) -> None:
+    missing = [f for f in fields if f not in manifest]
+    if missing:
+        raise ArtifactError(f"{where}: manifest.json lacks the field(s) {', '.join(map(repr, missing))}")
 
 
 def read_arrays(directory: str | Path, entries: dict[str, dict[str, Any]], verify: bool = True) -> dict[str, np.ndarray]:

@@ -161,3 +161,24 @@ def test_empty_validation_split_fails_before_anything_is_written():
     ds = load_dataset("synthetic")
     with pytest.raises(ValueError, match="has no validation examples"):
         check_train_setup(replace(ds, valid=ds.valid.subset([])), TrainConfig())
+
+
+def test_edited_or_incomplete_index_manifest_is_refused(index_dir, tmp_path):
+    import shutil
+
+    from gr_toolkit.identifiers.base import load_index
+
+    for edit, pattern in ((lambda m: m.update(scheme="rq"), "changed after it was written"),
+                          (lambda m: m.pop("arrays"), "changed after it was written")):
+        d = tmp_path / "idx"
+        shutil.rmtree(d, ignore_errors=True)
+        shutil.copytree(index_dir, d)
+        man = json.loads((d / "manifest.json").read_text())
+        edit(man)
+        (d / "manifest.json").write_text(json.dumps(man))
+        with pytest.raises(ArtifactError, match=pattern):
+            load_index(d)
+    man.pop("content_sha256")  # an older manifest without the checksum: missing fields are still named
+    (d / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ArtifactError, match="lacks the field\\(s\\) 'arrays'"):
+        load_index(d)

@@ -25,6 +25,7 @@ from gr_toolkit.artifacts import (
     atomic_dir,
     read_arrays,
     read_manifest,
+    require_fields,
     write_arrays,
     write_manifest,
 )
@@ -136,6 +137,7 @@ def load_index(directory: str | Path, catalog: Catalog | None = None) -> ItemInd
         raise ArtifactError(
             f"{directory}: index format version {manifest.get('version')} is not supported (expected {INDEX_FORMAT_VERSION})"
         )
+    require_fields(manifest, ("catalog_fingerprint", "index_type", "arrays"), directory)
     if catalog is not None and manifest["catalog_fingerprint"] != catalog.fingerprint():
         raise ArtifactError(
             f"{directory}: index was built for catalog fingerprint {manifest['catalog_fingerprint']}, "
