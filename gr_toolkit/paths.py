@@ -1,4 +1,5 @@
-"""Where the real data lives: ``--data-dir``, then ``$GR_DATA_DIR``, then ``../shared/data``."""
+"""Where the real data lives (``--data-dir``, then ``$GR_DATA_DIR``, then ``../shared/data``) and where
+derived caches go (``$GR_CACHE_DIR``, else ``~/.cache/gr-toolkit``)."""
 
 from __future__ import annotations
 
@@ -18,3 +19,8 @@ def data_dir(explicit: str | Path | None = None) -> Path:
         if cand.exists():
             return cand
     return Path.cwd().parent / "shared" / "data"
+
+
+def cache_root() -> Path:
+    """``$GR_CACHE_DIR``, else ``~/.cache/gr-toolkit``: converted models and cached text states."""
+    return Path(os.environ.get("GR_CACHE_DIR") or Path.home() / ".cache" / "gr-toolkit")

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
+
+# Caches written by the code under test (converted models, text states) go to a fresh folder, never
+# the user's ~/.cache; set GR_CACHE_DIR to reuse one between test sessions.
+os.environ.setdefault("GR_CACHE_DIR", tempfile.mkdtemp(prefix="gr_test_cache_"))
 
 from gr_toolkit.paths import data_dir
 

@@ -155,3 +155,21 @@ def test_train_cli_with_minilm_and_indexing(tmp_path):
                                    "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert json.loads(out.read_text())["metrics"]["all"]["n"] == len(ds.test)
+
+
+def test_token_states_persist_across_processes(tmp_path, monkeypatch):
+    from gr_toolkit.text import pretrained
+
+    monkeypatch.setenv("GR_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(pretrained, "_STORES", {})
+    monkeypatch.setattr(pretrained, "_LOADED", {})
+    first = pretrained.TokenStateCache(max_len=12, persist=True)
+    feats, mask = first.states(["cordless drill", "red running shoes"])
+    assert len(list((tmp_path / "text-states" / "all-MiniLM-L6-v2-len12").glob("*.npz"))) == 1
+    # a "new process": empty memory, and the encoder must not be needed for cached texts
+    monkeypatch.setattr(pretrained, "_STORES", {})
+    monkeypatch.setattr(pretrained, "_LOADED", {})
+    second = pretrained.TokenStateCache(max_len=12, persist=True)
+    monkeypatch.setattr(second, "_model", lambda: (_ for _ in ()).throw(AssertionError("re-encoded")))
+    again, mask2 = second.states(["red running shoes", "cordless drill"])
+    assert np.array_equal(mask2, mask[::-1]) and np.allclose(again, feats[::-1])

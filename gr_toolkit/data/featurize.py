@@ -86,7 +86,7 @@ class SourceFeaturizer:
         return self
 
     def _start_text_states(self) -> None:
-        self.text_states = TokenStateCache(max_len=self.config.max_query_len)
+        self.text_states = TokenStateCache(max_len=self.config.max_query_len, persist=True)
 
     @property
     def feature_dim(self) -> int:

