@@ -25,6 +25,27 @@ class ArtifactError(ValueError):
     """A saved artifact is missing, corrupt, or does not match what it is loaded with."""
 
 
+def _remove_stale_temps(target: Path) -> None:
+    """Delete temp dirs of earlier builds of ``target`` whose process is gone (killed builds)."""
+    for cand in target.parent.glob(f".{target.name}.pid*.*"):
+        try:
+            pid = int(cand.name[len(target.name) + 5:].split(".", 1)[0])
+        except ValueError:
+            continue
+        if cand.is_dir() and not _alive(pid):
+            shutil.rmtree(cand, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory that replaces ``target`` only if the block succeeds."""
@@ -33,7 +54,9 @@ def atomic_dir(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
         if any(target.iterdir()):
             raise ArtifactError(f"{target} already exists and is not empty (pass overwrite=True / --overwrite)")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    _remove_stale_temps(target)
+    # the pid in the name tells a later build whether the builder of a left-over temp dir is still alive
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.pid{os.getpid()}.", dir=target.parent))
     try:
         yield tmp
         if target.exists():

@@ -58,8 +58,9 @@ def title_vectors(ds):
     return vec, str(path)
 
 
-def run_seed(name: str, seed: int, args) -> list[dict]:
-    ds = load_dataset(name, data_dir=args.data_dir, seed=0)
+def run_seed(spec: str, seed: int, args) -> list[dict]:
+    ds = load_dataset(spec, data_dir=args.data_dir, seed=0)
+    name = ds.name  # a file-safe name: a spec like jsonl:/abs/path must not become part of a path
     vectors, vec_source = title_vectors(ds)
     index_dir = Path("indexes") / f"{name}__seater_k{args.k}_text"
     build_or_load_index(ds, "seater", vectors, {"k": args.k, "seed": 0}, index_dir, log=log)
@@ -72,7 +73,7 @@ def run_seed(name: str, seed: int, args) -> list[dict]:
              "weighted": ds.bucketing == "traffic", "eval_batch_size": 512, "progress": False,
              "indexing": args.indexing, "indexing_ratio": args.indexing_ratio, "indexing_spans": args.indexing_spans}
     log(f"{name} seed {seed}: training {method} -> {run_dir}")
-    run_training(name, index_dir, run_dir, "seater", model, train, {"encoder": "minilm"}, data_dir=args.data_dir,
+    run_training(spec, index_dir, run_dir, "seater", model, train, {"encoder": "minilm"}, data_dir=args.data_dir,
                  log=log)
     runner = GenerativeRetrieverRunner.load(run_dir, device="auto")
     res = runner.evaluate(ds, "test", ks=KS, beam_size=args.beam, batch_size=512)
@@ -179,9 +180,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
+    for spec in [d.strip() for d in args.datasets.split(",") if d.strip()]:
+        name = ""
         for seed in seeds:
-            run_seed(name, seed, args)
+            name = run_seed(spec, seed, args)[0]["dataset"]
         log(f"wrote {summarise(name, args.method, seeds, Path(args.results_dir))}")
 
 

@@ -57,8 +57,9 @@ def text_vectors(dataset, explicit: str | None = None):
     return vec, str(path)
 
 
-def run_one(name: str, args) -> dict:
-    ds = load_dataset(name, data_dir=args.data_dir, seed=0)
+def run_one(spec: str, args) -> dict:
+    ds = load_dataset(spec, data_dir=args.data_dir, seed=0)
+    name = ds.name  # file-safe: a spec like jsonl:/abs/path must not become part of a path
     explicit = dict(kv.split("=", 1) for kv in args.vectors.split(",")).get(name) if args.vectors else None
     vectors, vec_source = text_vectors(ds, explicit)
     tag = Path(explicit).stem.split("__")[-1] if explicit else "text"
@@ -74,7 +75,7 @@ def run_one(name: str, args) -> dict:
         "max_steps_per_epoch": args.max_steps_per_epoch, "eval_batch_size": 512,
     }
     run_dir = Path(args.runs_dir) / f"{name}__{method}__s{args.seed}"
-    run_training(name, index_dir, run_dir, "seater", {"dropout": args.dropout, "max_query_len": 32}, train_opts,
+    run_training(spec, index_dir, run_dir, "seater", {"dropout": args.dropout, "max_query_len": 32}, train_opts,
                  {"vocab_size": args.text_vocab}, data_dir=args.data_dir, log=print)
     record = evaluate_run(run_dir, ds, method, (1, 5, 10, 20, 50, 100), args.beam, args.seed, {
         "index": str(index_dir), "index_scheme": "seater", "k": args.k, "vectors": vec_source,

@@ -405,3 +405,12 @@ def test_real_games_and_scientific(real_data_dir):
     assert not any("not their test history" in n for n in g.notes)
     s = load_dataset("scientific", data_dir=real_data_dir)
     assert len(s.catalog) == 4_385 and len(s.test) == len(s.valid) == 8_442
+
+
+def test_bestbuy_cut_last_row_is_named(tmp_path):
+    root = _write_bestbuy(tmp_path, BB_TRAIN, BB_TEST)
+    path = root / "bestbuy_xbox" / "train.csv"
+    text = path.read_text()
+    path.write_text(text[: text.rstrip("\n").rfind(",abcat")])  # the download stopped inside the last row
+    with pytest.raises(DataError, match=r"train.csv: line 13 has 2 field\(s\), the header has 6 .*cut or malformed"):
+        load_dataset("bestbuy", data_dir=root)

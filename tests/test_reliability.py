@@ -182,3 +182,16 @@ def test_edited_or_incomplete_index_manifest_is_refused(index_dir, tmp_path):
     (d / "manifest.json").write_text(json.dumps(man))
     with pytest.raises(ArtifactError, match="lacks the field\\(s\\) 'arrays'"):
         load_index(d)
+
+
+def test_temp_dir_of_a_killed_build_is_removed_by_the_next_build(tmp_path):
+    from gr_toolkit.artifacts import atomic_dir
+
+    dead = tmp_path / ".idx.pid999999999.abc123"  # no such process
+    dead.mkdir()
+    (dead / "half.npy").write_bytes(b"x")
+    live = tmp_path / f".idx.pid{os.getpid()}.zzz"  # a build still running in this process: kept
+    live.mkdir()
+    with atomic_dir(tmp_path / "idx") as tmp:
+        (tmp / "manifest.json").write_text("{}")
+    assert not dead.exists() and live.exists() and (tmp_path / "idx" / "manifest.json").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import re
 from collections.abc import Sequence
@@ -43,9 +44,24 @@ def decode_text(path: Path, encoding: str) -> str:
         ) from None
 
 
+def _check_field_counts(text: str, path: Path) -> None:
+    """Every record must have the header's number of fields: pandas would pad a cut last row with
+    empty values (and report a misleading problem later, or none)."""
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if header is None:
+        raise DataError(f"{path}: empty file (no header)")
+    for row in reader:
+        if row and len(row) != len(header):
+            raise DataError(f"{path}: line {reader.line_num} has {len(row)} field(s), the header has {len(header)} "
+                            f"({', '.join(header)}): a cut or malformed row")
+
+
 def read_csv(path: Path, encoding: str, required: Sequence[str], dtype: dict | None = None, **kw) -> pd.DataFrame:
     """Decode explicitly, parse with pandas, check the required columns are present."""
     text = decode_text(path, encoding)
+    if kw.get("sep", ",") == ",":
+        _check_field_counts(text, path)
     try:
         df = pd.read_csv(io.StringIO(text), dtype=dtype, keep_default_na=False, **kw)
     except (pd.errors.ParserError, ValueError) as e:
