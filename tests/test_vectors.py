@@ -134,3 +134,16 @@ def test_embed_cli_writes_npy_and_sidecar(tmp_path):
     bad = CliRunner().invoke(app, ["embed", "synthetic", "--method", "cf", "--out", str(tmp_path / "x.npy"), "--no-such", "1"])
     assert bad.exit_code != 0 and "no_such" in str(bad.exception)
     assert not (tmp_path / "x.npy").exists()
+
+
+def test_pca_reduce_keeps_the_main_directions():
+    from gr_toolkit.vectors.reduce import pca_reduce
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 6)) * np.array([5.0, 3.0, 1.0, 0.1, 0.1, 0.1])
+    y = pca_reduce(x, 2)
+    assert y.shape == (500, 2) and y.dtype == np.float32
+    assert y[:, 0].var() > 20 > y[:, 1].var() > 7  # the 5-sd and 3-sd axes (variance 25, 9), in order
+    assert np.allclose(y, pca_reduce(x, 2))  # deterministic, signs fixed
+    with pytest.raises(ValueError, match="1 <= dim <= D"):
+        pca_reduce(x, 7)
