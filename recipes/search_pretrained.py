@@ -58,6 +58,18 @@ def title_vectors(ds):
     return vec, str(path)
 
 
+def token_init_vectors(ds, vectors: np.ndarray, dim: int) -> str:
+    """The title vectors reduced (PCA) to the model width, to start the identifier-token embeddings from."""
+    from gr_toolkit.vectors.io import save_vectors
+    from gr_toolkit.vectors.reduce import pca_reduce
+
+    path = VECTOR_DIR / f"{ds.name}__text_pca{dim}.npy"
+    if not path.exists():
+        save_vectors(path, pca_reduce(vectors, dim), {"method": "pca", "source": f"{ds.name}__text.npy", "dim": dim,
+                                                      "dataset": ds.name, "catalog_fingerprint": ds.catalog.fingerprint()})
+    return str(path)
+
+
 def run_seed(spec: str, seed: int, args) -> list[dict]:
     ds = load_dataset(spec, data_dir=args.data_dir, seed=0)
     name = ds.name  # a file-safe name: a spec like jsonl:/abs/path must not become part of a path
@@ -71,7 +83,8 @@ def run_seed(spec: str, seed: int, args) -> list[dict]:
     train = {"losses": args.losses, "epochs": args.epochs, "patience": args.patience, "batch_size": args.batch_size,
              "lr": args.lr, "eval_beam": args.beam, "seed": seed, "threads": args.threads,
              "weighted": ds.bucketing == "traffic", "eval_batch_size": 512, "progress": False,
-             "indexing": args.indexing, "indexing_ratio": args.indexing_ratio, "indexing_spans": args.indexing_spans}
+             "indexing": args.indexing, "indexing_ratio": args.indexing_ratio, "indexing_spans": args.indexing_spans,
+             "init_token_vectors": token_init_vectors(ds, vectors, args.d_model) if args.init_tokens else None}
     log(f"{name} seed {seed}: training {method} -> {run_dir}")
     run_training(spec, index_dir, run_dir, "seater", model, train, {"encoder": "minilm"}, data_dir=args.data_dir,
                  log=log)
@@ -158,11 +171,13 @@ def main() -> None:
     ap.add_argument("--datasets", default="homedepot")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--method", default="seater-minilm-idx")
-    ap.add_argument("--k", type=int, default=8)
+    ap.add_argument("--k", type=int, default=40, help="tree branching (40: 3 levels for 54k items)")
     ap.add_argument("--d-model", type=int, default=128)
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--layers", type=int, default=1)
-    ap.add_argument("--dropout", type=float, default=0.1)
+    ap.add_argument("--dropout", type=float, default=0.0)
+    ap.add_argument("--init-tokens", action=argparse.BooleanOptionalAction, default=True,
+                    help="start token embeddings from PCA-reduced title vectors (the tree's own vectors)")
     ap.add_argument("--max-len", type=int, default=24, help="MiniLM word pieces per text ([CLS]/[SEP] included)")
     ap.add_argument("--losses", default="gen")
     ap.add_argument("--epochs", type=int, default=12)
@@ -171,7 +186,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--beam", type=int, default=50)
     ap.add_argument("--indexing", default="title")
-    ap.add_argument("--indexing-ratio", type=float, default=1.0)
+    ap.add_argument("--indexing-ratio", type=float, default=1.5)
     ap.add_argument("--indexing-spans", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--results-dir", default="eval/results")

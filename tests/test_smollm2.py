@@ -74,3 +74,30 @@ def test_constrained_decoding_with_smollm2_returns_only_valid_identifiers(smollm
     seqs = out.tokens.reshape(-1, out.tokens.shape[-1]).tolist()
     got = {tuple(t for t in row if 0 <= t < index.vocab_size) for row in seqs}
     assert out.alive.all() and got <= known and len(got) >= 4
+
+
+def test_train_and_eval_cli_with_the_smollm2_backbone(smollm2_dir, tmp_path):
+    """`--model causal --pretrained_path smollm2`: the query goes in as SmolLM2's own token ids (the
+    featurizer picks the LM's tokenizer), LoRA trains, and the constrained decoder retrieves."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from gr_toolkit.cli.main import app
+    from gr_toolkit.data.loaders import load_dataset
+    from tests.seater_helpers import digit_tree_index
+
+    ds = load_dataset("synthetic")
+    digit_tree_index(ds.catalog, k=8).save(tmp_path / "idx")
+    res = CliRunner().invoke(app, ["train", "synthetic", "--index", str(tmp_path / "idx"), "--out", str(tmp_path / "run"),
+                                   "--model", "causal", "--pretrained_path", "smollm2", "--lora", "true",
+                                   "--losses", "gen", "--epochs", "1", "--max_steps_per_epoch", "1", "--batch_size", "4",
+                                   "--eval_max_examples", "4", "--eval_beam", "2", "--progress", "false",
+                                   "--max_query_len", "12"])
+    assert res.exit_code == 0, res.output
+    fman = json.loads((tmp_path / "run" / "featurizer" / "manifest.json").read_text())
+    assert fman["config"]["encoder"] == "smollm2" and "tokenizer" not in fman
+    res = CliRunner().invoke(app, ["search", "--run", str(tmp_path / "run"), "red running shoes", "--top", "3",
+                                   "--beam", "3"])
+    assert res.exit_code == 0, res.output
+    assert len([ln for ln in res.output.splitlines() if ln.strip()[:1].isdigit()]) == 3

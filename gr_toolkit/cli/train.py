@@ -26,7 +26,8 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
-FEATURIZER_KEYS = {"text_vocab": "vocab_size", "title_field": "title_field", "encoder": "encoder"}
+FEATURIZER_KEYS = {"text_vocab": "vocab_size", "title_field": "title_field", "encoder": "encoder",
+                  "max_query_len": "max_query_len"}
 
 
 def split_options(model_cls: type, flat: dict[str, Any], where: str) -> tuple[dict, dict, dict]:
@@ -125,6 +126,11 @@ def run_training(
     model_cls = model_class(model_name)
     model_cfg = from_dict(model_cls.config_class, model_options, where="model options")
     train_cfg = from_dict(TrainConfig, train_options, where="train options")
+    from gr_toolkit.models.pretrained_lm import PRETRAINED_ALIASES
+
+    lm_alias = getattr(model_cfg, "pretrained_path", "")
+    if lm_alias in PRETRAINED_ALIASES and "encoder" not in featurizer_options:
+        featurizer_options = {**featurizer_options, "encoder": lm_alias}  # the LM reads its own tokenizer's ids
     if not index_dir.exists():
         raise ArtifactError(f"index directory {index_dir} does not exist (build it with `gr-toolkit index`)")
     ds = load_dataset(dataset_name, data_dir=data_dir, seed=data_seed)

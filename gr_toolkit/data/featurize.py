@@ -14,6 +14,10 @@ With ``encoder: minilm`` (query sources only) the featurizer trains no tokenizer
 the frozen all-MiniLM-L6-v2 token states of its texts as ``SourceBatch.features`` (computed once per
 distinct text, see ``gr_toolkit.text.pretrained``), with ``tokens`` all 0 and ``mask`` their positions.
 
+With ``encoder: smollm2`` (a pretrained causal LM's alias, query sources only) the source is the
+prompt ``QUERY_TEMPLATE`` rendered with the query and encoded by THAT model's own tokenizer, so the
+LM reads ids it was trained on (``--model causal --pretrained_path smollm2``).
+
 Saved as a directory: ``manifest.json`` (+ ``tokenizer.model`` for native queries); no pickles.
 """
 
@@ -60,6 +64,7 @@ class SourceFeaturizer:
         self.catalog_fingerprint: str | None = None
         self.tokenizer: SentencePieceTokenizer | None = None
         self.text_states: TokenStateCache | None = None
+        self.lm_tokenizer = None
         self.notes: list[str] = []
         if self.config.encoder not in SOURCE_ENCODERS:
             raise ValueError(f"unknown source encoder {self.config.encoder!r}; use one of {', '.join(SOURCE_ENCODERS)}")
@@ -73,7 +78,7 @@ class SourceFeaturizer:
             if self.kind != "query":
                 raise DataError(f"encoder {self.config.encoder!r} reads query text; dataset {dataset.name!r} has "
                                 f"{self.kind} sources (use encoder native)")
-            self._start_text_states()
+            self._start_encoder()
             return self
         if self.kind == "query":
             # Train split only: validation/test queries must not shape the vocabulary.
@@ -85,8 +90,24 @@ class SourceFeaturizer:
             self.notes = list(self.tokenizer.notes)
         return self
 
-    def _start_text_states(self) -> None:
-        self.text_states = TokenStateCache(max_len=self.config.max_query_len, persist=True)
+    def _start_encoder(self) -> None:
+        if self.config.encoder == "minilm":
+            self.text_states = TokenStateCache(max_len=self.config.max_query_len, persist=True)
+        else:  # a pretrained LM's own tokenizer
+            from transformers import AutoTokenizer
+
+            from gr_toolkit.models.pretrained_lm import resolve_pretrained
+
+            self.lm_tokenizer = AutoTokenizer.from_pretrained(str(resolve_pretrained(self.config.encoder)),
+                                                              local_files_only=True)
+
+    @property
+    def token_space(self) -> str:
+        """What ``SourceBatch.tokens`` hold: ``native`` ids (items or sentencepiece), ``features`` (zeros;
+        read ``SourceBatch.features``) or ``lm:<alias>`` (a pretrained LM's own token ids)."""
+        if self.text_states is not None:
+            return "features"
+        return f"lm:{self.config.encoder}" if self.lm_tokenizer is not None else "native"
 
     @property
     def feature_dim(self) -> int:
@@ -122,6 +143,8 @@ class SourceFeaturizer:
         if self.text_states is not None:
             raise DataError(f"a featurizer with encoder {self.config.encoder!r} has no token vocabulary; "
                             "the model reads its feature_dim-wide features")
+        if self.lm_tokenizer is not None:
+            return len(self.lm_tokenizer)
         if self.kind == "history":
             return int(self.n_items)
         return self.tokenizer.vocab_size  # type: ignore[union-attr]
@@ -144,6 +167,8 @@ class SourceFeaturizer:
         if self.text_states is not None:
             _, mask = self.text_states.states([examples.queries[i] for i in idx])  # type: ignore[index]
             return np.zeros(mask.shape, dtype=np.int64), mask
+        if self.lm_tokenizer is not None:
+            return self._lm_prompt_ids([examples.queries[i] for i in idx])  # type: ignore[index]
         if self.kind == "query":
             texts = [examples.queries[i] for i in idx]  # type: ignore[index]
             return self.tokenizer.encode_batch(texts, self.config.max_query_len)  # type: ignore[union-attr]
@@ -173,6 +198,16 @@ class SourceFeaturizer:
         tokens, mask = self.encode(examples, idx)
         return SourceBatch(torch.from_numpy(tokens), torch.from_numpy(mask), self.kind)  # type: ignore[arg-type]
 
+    def _lm_prompt_ids(self, queries: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        from gr_toolkit.models.prompts import render_query
+
+        tok = self.lm_tokenizer
+        tok.truncation_side = "left"  # keep the template's tail ("...identifier:")
+        tok.padding_side = "right"
+        enc = tok([render_query(q) for q in queries], padding=True, truncation=True, add_special_tokens=False,
+                  max_length=self.config.max_query_len + 16, return_tensors="np")  # + the template's ~12 tokens
+        return enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(bool)
+
     def _feature_batch(self, texts: list[str]) -> SourceBatch:
         feats, mask = self.text_states.states(texts)  # type: ignore[union-attr]
         return SourceBatch(torch.zeros(mask.shape, dtype=torch.long), torch.from_numpy(mask), "query",
@@ -185,6 +220,9 @@ class SourceFeaturizer:
             raise DataError("this featurizer encodes item histories, not query text")
         if self.text_states is not None:
             return self._feature_batch(list(queries))
+        if self.lm_tokenizer is not None:
+            tokens, mask = self._lm_prompt_ids(list(queries))
+            return SourceBatch(torch.from_numpy(tokens), torch.from_numpy(mask), "query")
         tokens, mask = self.tokenizer.encode_batch(queries, self.config.max_query_len)  # type: ignore[union-attr]
         return SourceBatch(torch.from_numpy(tokens), torch.from_numpy(mask), "query")
 
@@ -232,7 +270,7 @@ class SourceFeaturizer:
         if fz.config.encoder not in SOURCE_ENCODERS:
             raise ArtifactError(f"{path}: unknown source encoder {fz.config.encoder!r}")
         if fz.config.encoder != "native":
-            fz._start_text_states()
+            fz._start_encoder()
         elif fz.kind == "query":
             fz.tokenizer = SentencePieceTokenizer.load(directory / man["tokenizer"])
             if fz.tokenizer.vocab_size != man.get("tokenizer_vocab_size"):

@@ -162,9 +162,15 @@ class HFCausalRetriever(HFRetrieverBase):
     @classmethod
     def build(cls, index: Any, featurizer: Any, config: CausalRetrieverConfig | None = None) -> HFCausalRetriever:
         config = config or CausalRetrieverConfig()
-        if featurizer.kind == "query" and getattr(featurizer, "feature_dim", 0):
+        space = getattr(featurizer, "token_space", "lm")  # TextPromptFeaturizer: the LM's own ids
+        if space == "features":
             raise ValueError("--model causal reads the query through its own token embeddings; encoder minilm "
                              "(precomputed text features) is for --model seater and --model t5")
+        if config.pretrained_path and not space.startswith("lm"):
+            raise ValueError(f"a pretrained LM ({config.pretrained_path}) must read its own tokenizer's ids: "
+                             f"use --encoder {config.pretrained_path if '/' not in config.pretrained_path else 'ALIAS'}")
+        if not config.pretrained_path and space.startswith("lm:"):
+            raise ValueError(f"encoder {space[3:]!r} gives a pretrained LM's token ids: pass --pretrained_path {space[3:]}")
         extras = getattr(index, "extras", {}) or {}
         return cls(
             config,

@@ -24,8 +24,9 @@ from gr_toolkit.paths import cache_root
 
 #: Width of all-MiniLM-L6-v2's token states.
 MINILM_DIM = 384
-#: Source encoders a featurizer can use: ``native`` = the toolkit's own sentencepiece ids.
-SOURCE_ENCODERS = ("native", "minilm")
+#: Source encoders a featurizer can use: ``native`` = the toolkit's own sentencepiece ids; ``minilm`` =
+#: frozen MiniLM token states; ``smollm2`` = the prompt in SmolLM2's own token ids (for that LM).
+SOURCE_ENCODERS = ("native", "minilm", "smollm2")
 
 
 _STORES: dict[tuple[str, int], dict[str, np.ndarray]] = {}
