@@ -173,3 +173,36 @@ def test_token_states_persist_across_processes(tmp_path, monkeypatch):
     monkeypatch.setattr(second, "_model", lambda: (_ for _ in ()).throw(AssertionError("re-encoded")))
     again, mask2 = second.states(["red running shoes", "cordless drill"])
     assert np.array_equal(mask2, mask[::-1]) and np.allclose(again, feats[::-1])
+
+
+def test_source_skip_makes_the_untrained_decoder_rank_like_a_dense_retriever(minilm_featurizer, tiny_query_dataset):
+    """With the skip started from the same encoder's item vectors (PCA inside) and the decoder's own
+    contribution at zero, an UNTRAINED model already retrieves by query-item similarity."""
+    from gr_toolkit.cli.index import build_index
+    from gr_toolkit.evaluation.metrics import evaluate_rankings
+    from gr_toolkit.models.vector_init import init_tokens_from_item_vectors
+    from gr_toolkit.retrieval.retriever import retrieve_items
+    from gr_toolkit.vectors.text import item_text_vectors
+
+    ds = tiny_query_dataset
+    vectors = item_text_vectors(ds.catalog, field="title")
+    index = build_index(ds.catalog, vectors, "seater", {"k": 8, "seed": 0})
+    cfg = SeaterConfig(d_model=16, ffn=32, max_query_len=16, dropout=0.0, source_skip=True)
+    torch.manual_seed(0)
+    net = SeaterModel.build(index, minilm_featurizer, cfg)
+    assert net.item_vector_widths() == (16, 384) and float(net.dec_norm.weight.abs().sum()) == 0.0
+    init_tokens_from_item_vectors(net, index, vectors)
+    batch = minilm_featurizer.batch(ds.valid, np.arange(3))
+    memory = net.encode(batch)
+    assert memory["skip"].shape == (3, 16)
+    hidden = net.decode(memory, batch, torch.full((3, 1), index.bos_id))
+    assert torch.allclose(hidden[:, 0], memory["skip"] + net.dec_norm.bias, atol=1e-6)  # skip only, at init
+    skip_r = evaluate_rankings(retrieve_items(net, index, minilm_featurizer, ds.valid, 10, 10)[0], ds.valid.targets,
+                               (10,))["all"]["recall@10"]
+    torch.manual_seed(0)
+    plain = SeaterModel.build(index, minilm_featurizer, SeaterConfig(d_model=16, ffn=32, max_query_len=16, dropout=0.0))
+    plain_r = evaluate_rankings(retrieve_items(plain, index, minilm_featurizer, ds.valid, 10, 10)[0], ds.valid.targets,
+                                (10,))["all"]["recall@10"]
+    assert skip_r > 3 * plain_r and skip_r > 0.1
+    with pytest.raises(ValueError, match="source_skip needs precomputed text features"):
+        SeaterModel(SeaterConfig(source_skip=True), 20, 10, "query", source_vocab_size=50)

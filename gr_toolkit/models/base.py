@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils._pytree import tree_leaves, tree_map
@@ -95,6 +96,19 @@ class GenerativeRetriever(nn.Module, ABC):
 
     def expand_memory(self, memory: Any, index: torch.Tensor) -> Any:
         return select_rows(memory, index)
+
+    def item_vector_widths(self) -> tuple[int, ...]:
+        """Widths of item vectors :func:`~gr_toolkit.models.vector_init.init_tokens_from_item_vectors` accepts:
+        the token width, plus any width :meth:`adopt_item_vectors` can reduce."""
+        return (int(self.token_embeddings().shape[1]),)
+
+    def adopt_item_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        """Item vectors at the token width (default: they must already be). A model may reduce wider
+        vectors and set up its own layers to match (SEATER's source skip)."""
+        width = int(self.token_embeddings().shape[1])
+        if vectors.shape[1] != width:
+            raise ValueError(f"item vectors are {vectors.shape[1]}-d, token embeddings {width}-d")
+        return vectors
 
     def broadcast_memory(self, memory: Any, width: int) -> Any:
         """Memory for ``width`` consecutive rows per source (the beams of a query), i.e.

@@ -42,6 +42,11 @@ class SeaterConfig:
     max_target_len: int = 16
     #: Share leaf-token embeddings with the encoder's item embeddings (only when ``leaf_is_item``).
     share_item_embeddings: bool = True
+    #: With precomputed text features: add a projection of the pooled, normalised features (the frozen
+    #: encoder's sentence embedding) to every decoder state before scoring. Started from item vectors of
+    #: the same encoder (``init_token_vectors`` at the feature width), it makes the untrained decoder rank
+    #: children by the query's similarity to their items, as a dense retriever would.
+    source_skip: bool = False
 
 
 class _Attention(nn.Module):
@@ -188,9 +193,15 @@ class SeaterModel(GenerativeRetriever):
             self.item_emb = None
         self.text_emb: nn.Embedding | None = None
         self.feature_proj: nn.Sequential | None = None
+        self.skip_proj: nn.Linear | None = None
         if source_kind == "query" and self.source_features:
             # Frozen encoder states come at their own scale: normalise, then project to d_model.
             self.feature_proj = nn.Sequential(nn.LayerNorm(self.source_features), nn.Linear(self.source_features, d))
+            if config.source_skip:
+                self.skip_proj = nn.Linear(self.source_features, d, bias=False)
+                nn.init.normal_(self.skip_proj.weight, std=0.02)
+        elif config.source_skip:
+            raise ValueError("source_skip needs precomputed text features (--encoder minilm) on query data")
         elif source_kind == "query":
             self.text_emb = nn.Embedding(int(source_vocab_size), d, padding_idx=0)  # type: ignore[arg-type]
         src_len = config.max_history if source_kind == "history" else config.max_query_len
@@ -201,6 +212,11 @@ class SeaterModel(GenerativeRetriever):
         self.enc_norm = nn.LayerNorm(d)
         self.decoder = nn.ModuleList(_DecoderLayer(config) for _ in range(config.layers))
         self.dec_norm = nn.LayerNorm(d)
+        if self.skip_proj is not None:
+            # The decoder's own contribution starts at zero (LayerNorm gain 0) and grows with training, so
+            # the initial scores are the skip's: query-to-item similarity, not noise. Measured on Home
+            # Depot validation before any training: R@10 .236 this way vs .077 with the gain at 1.
+            nn.init.zeros_(self.dec_norm.weight)
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
@@ -249,6 +265,10 @@ class SeaterModel(GenerativeRetriever):
             x = layer(x, safe)
         states = self.enc_norm(x)
         memory: dict[str, torch.Tensor] = {"states": states, "mask": safe}
+        if self.skip_proj is not None:
+            m = mask.unsqueeze(-1).to(batch.features.dtype)  # type: ignore[union-attr]
+            pooled = F.normalize((batch.features * m).sum(1) / m.sum(1).clamp_min(1.0), dim=-1)  # type: ignore[operator]
+            memory["skip"] = self.skip_proj(pooled)
         for i, layer in enumerate(self.decoder):
             memory[f"cross_k{i}"], memory[f"cross_v{i}"] = layer.cross_attn.keys_values(states)
         return memory
@@ -289,7 +309,18 @@ class SeaterModel(GenerativeRetriever):
         group = memory.get("group", 1)
         for i, layer in enumerate(self.decoder):
             x, _ = layer(x, causal, None, (memory[f"cross_k{i}"], memory[f"cross_v{i}"]), cross_mask, group)
-        return self.dec_norm(x)
+        return self._with_skip(self.dec_norm(x), memory, group, x.shape[0])
+
+    def _with_skip(self, hidden: torch.Tensor, memory: Any, group: int, rows: int) -> torch.Tensor:
+        """``hidden [N, ...d]`` plus the source skip of each row's source (rows of a group share one)."""
+        if "skip" not in memory:
+            return hidden
+        skip = memory["skip"]
+        if group != 1:
+            skip = skip.repeat_interleave(group, dim=0)
+        if skip.shape[0] != rows:
+            raise ValueError(f"source skip has {skip.shape[0]} rows for {rows} decoder rows")
+        return hidden + (skip[:, None, :] if hidden.dim() == 3 else skip)
 
     def step(
         self, memory: Any, batch_mask: torch.Tensor | None, last_tokens: torch.Tensor, cache: Any, candidates: torch.Tensor
@@ -303,7 +334,7 @@ class SeaterModel(GenerativeRetriever):
             past = None if cache is None else (cache[f"k{i}"], cache[f"v{i}"])
             x, (k, v) = layer(x, None, past, (memory[f"cross_k{i}"], memory[f"cross_v{i}"]), cross_mask, group)
             new_cache[f"k{i}"], new_cache[f"v{i}"] = k, v
-        hidden = self.dec_norm(x[:, 0])
+        hidden = self._with_skip(self.dec_norm(x[:, 0]), memory, group, x.shape[0])
         return self.score(hidden, candidates), new_cache
 
     def score(self, hidden: torch.Tensor, candidates: torch.Tensor | None) -> torch.Tensor:
@@ -311,3 +342,22 @@ class SeaterModel(GenerativeRetriever):
 
     def token_embeddings(self) -> torch.Tensor:
         return self.token_emb.weight
+
+    def item_vector_widths(self) -> tuple[int, ...]:
+        widths = (self.hidden_size,)
+        return widths + ((self.source_features,) if self.skip_proj is not None else ())
+
+    def adopt_item_vectors(self, vectors: Any) -> Any:
+        """Feature-width item vectors (from the same frozen encoder as the query features): PCA to
+        d_model for the tokens, and the same map (times sqrt(d_model), the scale of a normalised decoder
+        state) for the source skip, so query and token embeddings start in one space."""
+        import numpy as np
+
+        if vectors.shape[1] == self.hidden_size or self.skip_proj is None or vectors.shape[1] != self.source_features:
+            return super().adopt_item_vectors(vectors)
+        from gr_toolkit.vectors.reduce import pca_components
+
+        mean, comps = pca_components(vectors, self.hidden_size)
+        with torch.no_grad():
+            self.skip_proj.weight.copy_(torch.from_numpy(comps * math.sqrt(self.hidden_size)).to(self.skip_proj.weight))
+        return ((np.asarray(vectors, np.float64) - mean) @ comps.T).astype(np.float32)

@@ -19,11 +19,14 @@ from gr_toolkit.data.types import Catalog
 from gr_toolkit.vectors.io import VectorError, load_vectors, validate_vectors
 
 
-def load_item_vectors(path: str | Path, n_items: int, dim: int, catalog: Catalog | None = None) -> np.ndarray:
+def load_item_vectors(path: str | Path, n_items: int, dim: int | tuple[int, ...],
+                      catalog: Catalog | None = None) -> np.ndarray:
     """Read ``[n_items, dim]`` vectors (``gr_toolkit.vectors.io`` checks, plus the model's width)."""
     vec = validate_vectors(load_vectors(path, catalog), n_items, where=str(path))
-    if vec.shape[1] != dim:
-        raise VectorError(f"{path}: {vec.shape[1]}-d vectors, but the model's token embeddings are {dim}-d")
+    widths = (dim,) if isinstance(dim, int) else tuple(dim)
+    if vec.shape[1] not in widths:
+        raise VectorError(f"{path}: {vec.shape[1]}-d vectors, but the model takes {' or '.join(map(str, widths))}-d "
+                          "item vectors")
     return vec
 
 
@@ -47,9 +50,8 @@ def init_tokens_from_item_vectors(model: Any, index: Any, item_vectors: np.ndarr
     if codes is None:
         raise ValueError(f"{index.scheme!r} identifiers are not fixed per item (no codes): "
                          "initialising tokens from item vectors needs a code index (seater, rq)")
+    item_vectors = model.adopt_item_vectors(np.asarray(item_vectors, dtype=np.float32))
     table = model.token_embeddings()
-    if table.shape[1] != item_vectors.shape[1]:
-        raise ValueError(f"item vectors are {item_vectors.shape[1]}-d, token embeddings {table.shape[1]}-d")
     rows, has = token_mean_vectors(np.asarray(codes), int(index.vocab_size), item_vectors)
     level = np.asarray(getattr(index, "token_level", np.zeros(index.vocab_size, dtype=np.int64)))
     with torch.no_grad():

@@ -196,7 +196,7 @@ def train_model(
     run = RunDir(out_dir)
     fresh = not (run.exists() and resume)
     if fresh and config.init_token_vectors:  # read and check before anything is written
-        vectors = load_item_vectors(config.init_token_vectors, index.n_items, model.token_embeddings().shape[1],
+        vectors = load_item_vectors(config.init_token_vectors, index.n_items, model.item_vector_widths(),
                                     dataset.catalog)
         n_set = init_tokens_from_item_vectors(model, index, vectors)
         log(f"{n_set:,} identifier-token embeddings start from {config.init_token_vectors}")
