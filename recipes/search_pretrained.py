@@ -11,7 +11,9 @@ Per dataset and seed:
 4. The share of test positives that are never a training target found in the top 10, for the
    generative row, the fused rows and BM25.
 
-Several seeds -> mean and standard deviation per row in eval/results/<dataset>__<method>__seeds.md.
+Per-seed result files go to eval/results/seeds/; the means over seeds (with their standard deviation,
+`metrics_std`) are the rows eval/RESULTS.md shows: eval/results/<dataset>__<method>[+bm25-rrf|+bm25-score].json,
+and the table eval/results/<dataset>__<method>__seeds.md. `--summarise-only` rebuilds those from seeds/.
 
     nice -n 10 .venv/bin/python recipes/search_pretrained.py --datasets homedepot --seeds 0,1,2
 """
@@ -100,7 +102,7 @@ def run_seed(spec: str, seed: int, args) -> list[dict]:
                 index=str(index_dir), vectors=vec_source, best_epoch=(man.get("best") or {}).get("epoch"),
                 valid_best=man.get("best"), beam_size=res["beam_size"], model_config=man.get("model_config"),
                 train_config=man.get("train_config"))
-    out_dir = Path(args.results_dir)
+    out_dir = Path(args.results_dir) / "seeds"
     records = [result_record(method=method, metrics=res["metrics"], unseen=unseen, **base)]
     log(f"fusing with BM25 (setting and weights chosen on {len(ds.valid):,} validation queries)")
     hybrid = hybrid_results(runner, ds, "test", (res["items"], res["scores"]), KS, args.beam, 512, ("rrf", "score"),
@@ -129,14 +131,44 @@ def run_seed(spec: str, seed: int, args) -> list[dict]:
     return records
 
 
+def _seed_file(results_dir: Path, name: str, row: str, seed: int) -> Path:
+    path = results_dir / "seeds" / f"{name}__{row}__s{seed}.json"
+    old = results_dir / path.name  # written beside the rows by an earlier version of this recipe
+    if old.exists() and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        old.replace(path)
+    return path
+
+
+def mean_record(recs: list[dict]) -> dict:
+    """One row from per-seed records: metrics averaged per bucket, their std in ``metrics_std``."""
+    out = {k: v for k, v in recs[0].items() if k not in ("metrics", "seed", "command", "run", "best_epoch",
+                                                         "valid_best", "train_seconds", "unseen", "fusion")}
+    metrics, spread = {}, {}
+    for b, m in recs[0]["metrics"].items():
+        metrics[b] = {k: (float(np.mean([r["metrics"][b][k] for r in recs])) if k != "n" else v) for k, v in m.items()}
+        spread[b] = {k: float(np.std([r["metrics"][b][k] for r in recs])) for k in m if k != "n"}
+    out.update(metrics=metrics, metrics_std=spread, seed=",".join(str(r["seed"]) for r in recs), n_seeds=len(recs),
+               train_seconds=float(np.mean([r["train_seconds"] for r in recs])),
+               unseen={"recall@10": float(np.mean([r["unseen"]["recall@10"] for r in recs])),
+                       "recall@10_std": float(np.std([r["unseen"]["recall@10"] for r in recs])),
+                       "n_pairs": recs[0]["unseen"]["n_pairs"], "share_of_pairs": recs[0]["unseen"]["share_of_pairs"]},
+               command=recs[0]["command"], per_seed=[{"seed": r["seed"], "command": r["command"], "run": r.get("run"),
+                                                      "best_epoch": r.get("best_epoch"), "valid_best": r.get("valid_best"),
+                                                      "fusion": r.get("fusion"), "recall@10": r["metrics"]["all"]["recall@10"]}
+                                                     for r in recs])
+    return out
+
+
 def summarise(name: str, method: str, seeds: list[int], results_dir: Path) -> Path:
-    """Mean ± std over seeds per row, from the per-seed result files."""
+    """Mean ± std over seeds per row, from the per-seed result files; the mean rows for RESULTS.md."""
     rows = {}
     for suffix in ("", "+bm25-rrf", "+bm25-score"):
-        recs = [json.loads((results_dir / f"{name}__{method}{suffix}__s{s}.json").read_text()) for s in seeds]
+        recs = [json.loads(_seed_file(results_dir, name, f"{method}{suffix}", s).read_text()) for s in seeds]
         rows[f"{method}{suffix}"] = recs
-    recs = [json.loads((results_dir / f"{name}__bm25-tuned__s{s}.json").read_text()) for s in seeds]
-    rows["bm25 (tuned on valid)"] = recs[:1]  # deterministic: one run
+        write_result(mean_record(recs), results_dir, name=f"{name}__{method}{suffix}.json")
+    recs = [json.loads(_seed_file(results_dir, name, "bm25-tuned", s).read_text()) for s in seeds]
+    rows["bm25 (tuned on valid, same run)"] = recs[:1]  # deterministic: one run
     lines = [f"# {name}: {method} over seeds {', '.join(map(str, seeds))}", "",
              f"Test split, n = {rows[method][0]['n_examples']} queries per row (the same queries in every row); "
              f"buckets `{rows[method][0]['bucketing']}`. Every choice (epoch, BM25 setting, fusion weight) was made "
@@ -158,10 +190,18 @@ def summarise(name: str, method: str, seeds: list[int], results_dir: Path) -> Pa
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     u = rows[method][0]["unseen"]
     lines += ["", f"Unseen positives: {u['n_pairs']:,} test (query, relevant item) pairs ({u['share_of_pairs']:.1%}) "
-              "whose item is never a training target.", "", "Commands:", ""]
+              "whose item is never a training target.", "", "Validation choices per seed:", ""]
+    for label in (f"{method}+bm25-rrf", f"{method}+bm25-score"):
+        for r in rows[label]:
+            f = r["fusion"]
+            lines.append(f"- {label}, seed {r['seed']}: generative weight {f['generative_weight']} (valid R@10 "
+                         f"{f['valid']['recall@10']:.4f}; grid " + ", ".join(
+                             f"{g['weight']}: {g['valid']['recall@10']:.4f}" for g in f["grid"]) + ")")
+    lines += ["", "Commands:", ""]
     for s, r in zip(seeds, rows[method], strict=True):
-        lines.append(f"- seed {s}: `{r['command']}` (best valid epoch {r['best_epoch']}, "
-                     f"{r['train_seconds']:.0f} s training on {r['device']})")
+        lines.append(f"- seed {s}: `{r['command']}` (best valid epoch {r['best_epoch']}, valid "
+                     f"{(r.get('valid_best') or {}).get('value', float('nan')):.4f}, {r['train_seconds']:.0f} s "
+                     f"training on {r['device']})")
     path = results_dir / f"{name}__{method}__seeds.md"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -195,7 +235,13 @@ def main() -> None:
     ap.add_argument("--results-dir", default="eval/results")
     ap.add_argument("--runs-dir", default="runs")
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--summarise-only", action="store_true", help="rebuild the mean rows from eval/results/seeds/")
     args = ap.parse_args()
+    if args.summarise_only:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
+            log(f"wrote {summarise(name, args.method, seeds, Path(args.results_dir))}")
+        return
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     for spec in [d.strip() for d in args.datasets.split(",") if d.strip()]:

@@ -353,8 +353,9 @@ class SeaterModel(GenerativeRetriever):
         state) for the source skip, so query and token embeddings start in one space."""
         import numpy as np
 
-        if vectors.shape[1] == self.hidden_size or self.skip_proj is None or vectors.shape[1] != self.source_features:
+        if self.skip_proj is None or vectors.shape[1] != self.source_features:
             return super().adopt_item_vectors(vectors)
+        # (at d_model == feature width the PCA is a rotation: tokens and skip still share one space)
         from gr_toolkit.vectors.reduce import pca_components
 
         mean, comps = pca_components(vectors, self.hidden_size)
