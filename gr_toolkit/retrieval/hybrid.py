@@ -20,7 +20,7 @@ from gr_toolkit.evaluation.metrics import evaluate_rankings
 
 FUSION_METHODS = ("rrf", "score")
 #: Weight of the generative run relative to BM25's (1.0).
-DEFAULT_WEIGHTS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+DEFAULT_WEIGHTS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 
 
 def fuse(runs: Sequence[Run], method: str, weights: Sequence[float], k: int) -> Run:
