@@ -85,7 +85,7 @@ def run_seed(spec: str, seed: int, args) -> list[dict]:
     train = {"losses": args.losses, "epochs": args.epochs, "patience": args.patience, "batch_size": args.batch_size,
              "lr": args.lr, "eval_beam": args.beam, "seed": seed, "threads": args.threads,
              "weighted": ds.bucketing == "traffic", "eval_batch_size": 512, "progress": False,
-             "indexing": args.indexing, "indexing_ratio": args.indexing_ratio, "indexing_spans": args.indexing_spans,
+             "freeze": args.freeze, "indexing": args.indexing, "indexing_ratio": args.indexing_ratio, "indexing_spans": args.indexing_spans,
              "init_token_vectors": (vec_source.split(" ")[0] if args.source_skip  # feature width: PCA inside
                                     else token_init_vectors(ds, vectors, args.d_model)) if args.init_tokens else None}
     log(f"{name} seed {seed}: training {method} -> {run_dir}")
@@ -219,6 +219,7 @@ def main() -> None:
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--source-skip", action=argparse.BooleanOptionalAction, default=False,
                     help="add the pooled MiniLM query embedding (PCA-projected) to every decoder state")
+    ap.add_argument("--freeze", default="", help="parameter-name prefixes kept frozen, e.g. token_emb,skip_proj")
     ap.add_argument("--init-tokens", action=argparse.BooleanOptionalAction, default=True,
                     help="start token embeddings from PCA-reduced title vectors (the tree's own vectors)")
     ap.add_argument("--max-len", type=int, default=24, help="MiniLM word pieces per text ([CLS]/[SEP] included)")

@@ -195,3 +195,27 @@ def test_temp_dir_of_a_killed_build_is_removed_by_the_next_build(tmp_path):
     with atomic_dir(tmp_path / "idx") as tmp:
         (tmp / "manifest.json").write_text("{}")
     assert not dead.exists() and live.exists() and (tmp_path / "idx" / "manifest.json").exists()
+
+
+def test_frozen_parameters_stay_put_and_a_bad_prefix_is_refused(index_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    from gr_toolkit.config import from_dict
+    from gr_toolkit.data.featurize import SourceFeaturizer
+    from gr_toolkit.identifiers.base import load_index
+    from gr_toolkit.models.seater import SeaterConfig, SeaterModel
+    from gr_toolkit.training.sft import seed_everything
+
+    _train(index_dir, tmp_path / "a", epochs=1, freeze="token_emb")
+    run = RunDir(tmp_path / "a")
+    man = run.read_manifest()
+    assert man["train_config"]["freeze"] == "token_emb"
+    seed_everything(man["train_config"]["seed"])  # rebuild the initial weights the run started from
+    start = SeaterModel.build(load_index(run.index_dir), SourceFeaturizer.load(run.featurizer_dir),
+                              from_dict(SeaterConfig, man["model_config"]))
+    trained = load_file(str(tmp_path / "a" / "model.safetensors"))
+    assert torch.equal(trained["token_emb.weight"], start.token_emb.weight)  # frozen: untouched
+    assert not torch.equal(trained["dec_norm.weight"], start.dec_norm.weight)  # the rest trained
+    with pytest.raises(ValueError, match="freeze: no parameter name starts with 'tokn_emb'"):
+        _train(index_dir, tmp_path / "c", epochs=1, freeze="tokn_emb")
+    assert not (tmp_path / "c").exists()

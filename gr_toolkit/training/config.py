@@ -50,6 +50,9 @@ class TrainConfig:
     indexing_ratio: float = 1.0
     indexing_spans: int = 2
     indexing_field: str = "title"
+    #: Parameters NOT trained: comma-separated name prefixes of ``model.named_parameters()`` (e.g.
+    #: ``token_emb,skip_proj`` keeps the identifier geometry the item vectors gave; "" = train all).
+    freeze: str = ""
     #: Item vectors ``.npy`` ``[n_items, d_model]`` to start identifier-token embeddings from (each token
     #: = the mean vector of the items under it; see ``gr_toolkit.models.vector_init``). None = random.
     init_token_vectors: str | None = None

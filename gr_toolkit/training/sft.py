@@ -111,6 +111,23 @@ def _check_resumable(man: dict[str, Any], model_name: str, model_cfg: dict, trai
         )
 
 
+def freeze_parameters(model: torch.nn.Module, prefixes: str) -> int:
+    """Turn off gradients of the parameters whose names start with one of ``prefixes`` (comma list);
+    a prefix that matches nothing is an error (a typo would silently train everything)."""
+    names = [p.strip() for p in prefixes.split(",") if p.strip()]
+    n = 0
+    for prefix in names:
+        hit = [(k, p) for k, p in model.named_parameters() if k.startswith(prefix)]
+        if not hit:
+            top = sorted({k.split(".")[0] for k, _ in model.named_parameters()})
+            raise ValueError(f"freeze: no parameter name starts with {prefix!r}; top-level names: {', '.join(top)}")
+        for _, p in hit:
+            if p.requires_grad:
+                p.requires_grad_(False)
+                n += p.numel()
+    return n
+
+
 def check_train_setup(dataset: Dataset, config: TrainConfig) -> None:
     """Refuse a setup that cannot train or select, before anything is written."""
     if len(dataset.train) == 0:
@@ -170,7 +187,10 @@ def train_model(
     rng = seed_everything(config.seed)
     model.to(device)
     loss_mods = loss_modules(losses).to(device)
-    params = list(model.parameters()) + list(loss_mods.parameters())
+    frozen = freeze_parameters(model, config.freeze)
+    if frozen:
+        log(f"frozen: {frozen:,} parameters ({config.freeze})")
+    params = [p for p in model.parameters() if p.requires_grad] + list(loss_mods.parameters())
     if config.lr_decays < 0 or (config.lr_decays and not 0.0 < config.lr_decay < 1.0):
         raise ValueError(f"lr_decays must be >= 0 and lr_decay in (0, 1); got lr_decays={config.lr_decays}, "
                          f"lr_decay={config.lr_decay}")
