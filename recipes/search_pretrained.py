@@ -91,6 +91,16 @@ def run_seed(spec: str, seed: int, args) -> list[dict]:
     log(f"{name} seed {seed}: training {method} -> {run_dir}")
     run_training(spec, index_dir, run_dir, "seater", model, train, {"encoder": "minilm"}, data_dir=args.data_dir,
                  log=log)
+    if args.valid_only:  # a sweep candidate: its validation score is recorded, test is not looked at
+        man = json.loads((run_dir / "manifest.json").read_text())
+        rec = {"dataset": ds.name, "method": method, "seed": seed, "split": "valid", "valid_best": man.get("best"),
+               "epochs_done": man.get("epochs_done"), "train_config": man.get("train_config"),
+               "model_config": man.get("model_config"), "command": current_command(), "run": str(run_dir)}
+        sweep = Path(args.results_dir) / "sweeps"
+        write_result(rec, sweep, name=f"{name}__{method}__s{seed}.valid.json")
+        log(f"{name} s{seed} {method}: best valid {man['best']['metric']} {man['best']['value']:.4f} "
+            f"(epoch {man['best']['epoch']}); test not scored")
+        return [rec]
     runner = GenerativeRetrieverRunner.load(run_dir, device="auto")
     res = runner.evaluate(ds, "test", ks=KS, beam_size=args.beam, batch_size=512)
     man = runner.manifest
@@ -236,6 +246,8 @@ def main() -> None:
     ap.add_argument("--results-dir", default="eval/results")
     ap.add_argument("--runs-dir", default="runs")
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--valid-only", action="store_true",
+                    help="a sweep candidate: train and record the validation score only (eval/results/sweeps/)")
     ap.add_argument("--summarise-only", action="store_true", help="rebuild the mean rows from eval/results/seeds/")
     args = ap.parse_args()
     if args.summarise_only:
@@ -249,7 +261,8 @@ def main() -> None:
         name = ""
         for seed in seeds:
             name = run_seed(spec, seed, args)[0]["dataset"]
-        log(f"wrote {summarise(name, args.method, seeds, Path(args.results_dir))}")
+        if not args.valid_only:
+            log(f"wrote {summarise(name, args.method, seeds, Path(args.results_dir))}")
 
 
 if __name__ == "__main__":

@@ -219,3 +219,31 @@ def test_frozen_parameters_stay_put_and_a_bad_prefix_is_refused(index_dir, tmp_p
     with pytest.raises(ValueError, match="freeze: no parameter name starts with 'tokn_emb'"):
         _train(index_dir, tmp_path / "c", epochs=1, freeze="tokn_emb")
     assert not (tmp_path / "c").exists()
+
+
+def test_kill_while_the_best_weights_are_replaced_leaves_a_loadable_run(index_dir, uninterrupted, tmp_path,
+                                                                        monkeypatch):
+    """save_best: the manifest accepts the old and new digest while the file is swapped."""
+    import shutil
+
+    from gr_toolkit.retrieval.retriever import GenerativeRetrieverRunner
+    from gr_toolkit.training import run as run_module
+
+    run = tmp_path / "run"
+    shutil.copytree(uninterrupted, run)
+    runner = GenerativeRetrieverRunner.load(run, device="cpu")
+    real_replace = os.replace
+
+    def killed(src, dst):
+        if str(dst).endswith("model.safetensors"):
+            raise KeyboardInterrupt  # after the manifest lists both digests, before the swap
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(run_module.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        RunDir(run).save_best(torch.nn.Linear(2, 2))
+    monkeypatch.setattr(run_module.os, "replace", real_replace)
+    assert len(RunDir(run).read_manifest()["checksums"]["model.safetensors"]) == 2
+    GenerativeRetrieverRunner.load(run, device="cpu")  # the old weights still load
+    RunDir(run).save_best(runner.model)  # a later save settles on one digest
+    assert len(RunDir(run).read_manifest()["checksums"]["model.safetensors"]) == 1

@@ -56,7 +56,7 @@ def test_bad_vector_files_are_refused_with_the_problem_named(tmp_path):
     np.save(p, np.zeros((5, 4), dtype=np.float32))
     with pytest.raises(VectorError, match="v.npy: 5 rows but the catalog has 8 items"):
         load_item_vectors(p, 8, 4)
-    with pytest.raises(VectorError, match="4-d vectors, but the model's token embeddings are 8-d"):
+    with pytest.raises(VectorError, match="4-d vectors, but the model takes 8-d item vectors"):
         load_item_vectors(p, 5, 8)
     bad = np.zeros((5, 4), dtype=np.float32)
     bad[3, 1] = np.nan

@@ -308,15 +308,15 @@ def run_dpo_stage(run_dir: str | Path, dataset: Any, config: DPOTrainConfig | No
         else:
             shutil.copy2(entry, tmp / entry.name)
     new = RunDir(tmp)
-    new.save_best(model)
     history = result["history"]
-    manifest = {**man, "stage": "dpo", "sft_run": str(Path(run_dir).resolve()), "dpo_config": dataclasses.asdict(config),
+    manifest = {**{k: v for k, v in man.items() if k != "checksums"}, "stage": "dpo", "sft_run": str(Path(run_dir).resolve()), "dpo_config": dataclasses.asdict(config),
                 "dpo": {"pairs": len(pairs), "pair_source": pairs.source, "steps": result["steps"],
                         "train_seconds": round(result["train_seconds"], 3),
                         "first_loss": history[0]["loss"] if history else None,
                         "last_loss": history[-1]["loss"] if history else None},
                 "status": "finished"}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    new.save_best(model)  # after the manifest: it records the weights' checksums there
     tmp.rename(out_dir)
     log(f"dpo run: {out_dir} ({result['steps']} steps, {result['train_seconds']:.1f} s)")
     return out_dir

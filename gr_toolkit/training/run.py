@@ -48,12 +48,6 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _atomic_save_model(module: torch.nn.Module, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_model(module, str(tmp))
-    os.replace(tmp, path)
-
-
 def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
@@ -219,19 +213,29 @@ class RunDir:
 
     # weights
     def save_best(self, model: torch.nn.Module, losses: torch.nn.ModuleDict | None = None) -> None:
-        """Write the best weights; their checksums go into the manifest, which is replaced last."""
-        sums = {}
-        _atomic_save_model(model, self.path / "model.safetensors")
-        sums["model.safetensors"] = _sha256(self.path / "model.safetensors")
+        """Write the best weights with their SHA-256 in the manifest. While a file is being replaced the
+        manifest accepts the old and the new digest, so a kill at any moment leaves a loadable run."""
+        files = [(model, self.path / "model.safetensors")]
         if losses is not None and len(losses):
-            _atomic_save_model(losses, self.path / "losses.safetensors")
-            sums["losses.safetensors"] = _sha256(self.path / "losses.safetensors")
-        self.update_manifest(checksums=sums)
+            files.append((losses, self.path / "losses.safetensors"))
+        accepted = {k: (v if isinstance(v, list) else [v]) for k, v in (self.read_manifest().get("checksums") or {}).items()}
+        staged = []
+        for module, path in files:
+            tmp = path.with_name(f".{path.name}.tmp")
+            save_model(module, str(tmp))
+            digest = _sha256(tmp)
+            accepted[path.name] = [digest] + [d for d in accepted.get(path.name, []) if d != digest]
+            staged.append((tmp, path, digest))
+        self.update_manifest(checksums=accepted)
+        for tmp, path, _ in staged:
+            os.replace(tmp, path)
+        self.update_manifest(checksums={**accepted, **{path.name: [digest] for _, path, digest in staged}})
 
     def _load_weights(self, module: torch.nn.Module, path: Path, device: torch.device | str,
                       checksums: dict[str, str] | None) -> None:
         expected = (checksums or {}).get(path.name)
-        if expected is not None and _sha256(path) != expected:
+        expected = [expected] if isinstance(expected, str) else expected
+        if expected and _sha256(path) not in expected:
             raise ArtifactError(f"{path}: checksum mismatch (the file changed after training wrote it: corrupted or "
                                 "truncated); retrain or restore it")
         try:
