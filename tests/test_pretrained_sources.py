@@ -137,14 +137,21 @@ def test_epoch_order_mixes_indexing_pairs_at_the_ratio():
 
 
 def test_train_cli_with_minilm_and_indexing(tmp_path):
+    from gr_toolkit.vectors.io import save_vectors
+    from gr_toolkit.vectors.text import item_text_vectors
+
     ds = load_dataset("synthetic")
     digit_tree_index(ds.catalog, k=8).save(tmp_path / "idx")
+    save_vectors(tmp_path / "v.npy", item_text_vectors(ds.catalog, field="title"),
+                 {"catalog_fingerprint": ds.catalog.fingerprint()})
     args = ["train", "synthetic", "--index", str(tmp_path / "idx"), "--out", str(tmp_path / "run"),
             "--losses", "gen", "--epochs", "1", "--max_steps_per_epoch", "2", "--eval_max_examples", "20",
             "--eval_beam", "5", "--d_model", "16", "--ffn", "32", "--progress", "false", "--threads", "1",
-            "--encoder", "minilm", "--max_query_len", "16", "--indexing", "title,spans", "--indexing_ratio", "0.5"]
+            "--encoder", "minilm", "--max_query_len", "16", "--indexing", "title,spans", "--indexing_ratio", "0.5",
+            "--source_skip", "true", "--init_token_vectors", str(tmp_path / "v.npy"), "--freeze", "token_emb,skip_proj"]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
+    assert "frozen:" in res.output and "identifier-token embeddings start from" in res.output
     assert f"indexing examples (title,spans): {3 * len(ds.catalog):,}" in res.output
     man = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert man["train_config"]["indexing"] == "title,spans"
